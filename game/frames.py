@@ -1,0 +1,143 @@
+"""Recorded camera frames: list sessions and export a session's stream as a dataset on disk.
+
+    python -m game.frames ls --redis redis://localhost:6379/0 [--json]
+    python -m game.frames export --redis URL --session ID --out DIR [--limit N]
+
+An export writes ``DIR/images/NNNNNN.jpg|png`` (named by frame index) and ``DIR/labels.csv`` with one row
+per frame: frame, image, forward, back, left, right, speed, ray_0..ray_14, x, y, heading, and
+``DIR/session.json`` with the session metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from game.recorder import DEFAULT_PREFIX, KEYS, sessions_key, stream_key
+
+N_RAYS = 15
+
+
+def _client(url: str):
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def list_sessions(url: str, prefix: str = DEFAULT_PREFIX) -> list[dict[str, Any]]:
+    """Sessions with their frame counts (streams found by key, metadata from the sessions hash)."""
+    r = _client(url)
+    meta = {_text(k): json.loads(v) for k, v in r.hgetall(sessions_key(prefix)).items()}
+    found: dict[str, dict[str, Any]] = {}
+    for key in r.scan_iter(match=f"{prefix}:frames:*", count=500):
+        session = _text(key).split(":", 2)[2]
+        found[session] = {"session": session, "frames": int(r.xlen(key)), **meta.get(session, {})}
+    for session, m in meta.items():
+        found.setdefault(session, {"session": session, "frames": 0, **m})
+    out = []
+    for session in sorted(found):
+        d = found[session]
+        d.pop("stream", None)
+        out.append(d)
+    return out
+
+
+def export_session(
+    url: str, session: str, out: str | os.PathLike, *, prefix: str = DEFAULT_PREFIX,
+    limit: int | None = None, batch: int = 200,
+) -> dict[str, Any]:
+    """Write a session's frames to ``out``; returns a summary (frames written, first/last frame)."""
+    r = _client(url)
+    key = stream_key(session, prefix)
+    if not r.exists(key):
+        raise LookupError(f"no frames recorded for session {session!r} (stream {key} does not exist)")
+    out = Path(out)
+    images = out / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    meta_raw = r.hget(sessions_key(prefix), session)
+    meta = json.loads(meta_raw) if meta_raw else {}
+    header = ["frame", "image", *KEYS, "speed", *[f"ray_{i}" for i in range(N_RAYS)], "x", "y", "heading",
+              "progress", "stream_id"]
+    n = 0
+    first = last = None
+    start = "-"
+    with open(out / "labels.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        while limit is None or n < limit:
+            count = batch if limit is None else min(batch, limit - n)
+            entries = r.xrange(key, min=start, max="+", count=count)
+            if not entries:
+                break
+            for entry_id, fields in entries:
+                f = {_text(k): v for k, v in fields.items()}
+                frame = int(f["frame"])
+                ext = "jpg" if _text(f.get("format", "jpeg")) == "jpeg" else "png"
+                name = f"{frame:06d}.{ext}"
+                (images / name).write_bytes(f["image"])
+                controls = json.loads(_text(f.get("controls", "{}")))
+                rays = json.loads(_text(f["rays"])) if "rays" in f else [""] * N_RAYS
+                row = [frame, f"images/{name}", *[int(bool(controls.get(k, False))) for k in KEYS],
+                       _text(f.get("speed", "")), *rays,
+                       *[_text(f.get(k, "")) for k in ("x", "y", "heading", "progress")], _text(entry_id)]
+                writer.writerow(row)
+                n += 1
+                first = frame if first is None else first
+                last = frame
+            last_id = _text(entries[-1][0])
+            start = "(" + last_id
+    summary = {"session": session, "frames": n, "first_frame": first, "last_frame": last, "out": str(out),
+               **{k: v for k, v in meta.items() if k != "stream"}}
+    (out / "session.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    default_redis = os.environ.get("RRP_REDIS", "redis://localhost:6379/0")
+    p = argparse.ArgumentParser(prog="python -m game.frames", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    p_ls = sub.add_parser("ls", help="list recorded sessions with frame counts")
+    p_ls.add_argument("--redis", default=default_redis, help="Redis URL (env RRP_REDIS)")
+    p_ls.add_argument("--json", action="store_true")
+    p_ex = sub.add_parser("export", help="write a session as images + labels.csv")
+    p_ex.add_argument("--redis", default=default_redis, help="Redis URL (env RRP_REDIS)")
+    p_ex.add_argument("--session", required=True)
+    p_ex.add_argument("--out", required=True)
+    p_ex.add_argument("--limit", type=int, default=None)
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "ls":
+            sessions = list_sessions(args.redis)
+            if args.json:
+                print(json.dumps(sessions, indent=2))
+            else:
+                print(f"{'session':32s} {'frames':>8s}  track")
+                for s in sessions:
+                    print(f"{s['session']:32s} {s['frames']:8d}  {s.get('track', '')}")
+        else:
+            summary = export_session(args.redis, args.session, args.out, limit=args.limit)
+            print(json.dumps(summary))
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - CLI: one clear line instead of a traceback
+        import redis
+
+        if isinstance(exc, redis.exceptions.ConnectionError):
+            print(f"error: cannot reach Redis at {args.redis}: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

