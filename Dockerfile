@@ -1,0 +1,76 @@
+# RallyRoboPilot images, one build with several targets:
+#
+#   docker build --target evaluator -t rallyrobopilot-evaluator:0.1.0 .   # evaluator service and GA (no OpenGL)
+#   docker build --target game      -t rallyrobopilot-game:0.1.0 .        # headless game (EGL + Mesa)
+#
+# The evaluator image also runs the genetic algorithm: `python -m ga.run ...`.
+# The base is pinned by version tag and by the digest of its multi-architecture index;
+# override with --build-arg PYTHON_IMAGE=... to move it.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
+
+# ---------------------------------------------------------------------------------------------
+# base: runtime settings shared by every final stage (no compilers, no package caches)
+FROM ${PYTHON_IMAGE} AS base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    NUMBA_CACHE_DIR=/tmp/numba-cache \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    XDG_CACHE_HOME=/tmp/.cache \
+    HOME=/home/rrp
+# Non-root user; /runs holds GA run folders (mount a volume there).
+RUN groupadd --system --gid 10001 rrp \
+    && useradd --system --uid 10001 --gid rrp --home-dir /home/rrp --create-home --shell /usr/sbin/nologin rrp \
+    && mkdir -p /runs \
+    && chown rrp:rrp /runs
+WORKDIR /home/rrp
+
+# ---------------------------------------------------------------------------------------------
+# builder: resolves and installs the project into /opt/venv. Only this stage may hold build tools.
+FROM base AS builder
+RUN python -m venv /opt/venv
+WORKDIR /src
+# Dependencies first (cached while only the source changes).
+COPY pyproject.toml README.md ./
+RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(d['dependencies']))" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+COPY game ./game
+COPY evaluator ./evaluator
+COPY ga ./ga
+RUN pip install --no-deps . \
+    && python -c "import game, evaluator, ga"
+
+# builder-game: adds the front end's extra (Ursina, Panda3D, Pillow).
+FROM builder AS builder-game
+RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(d['optional-dependencies']['game']))" > /tmp/requirements-game.txt \
+    && pip install -r /tmp/requirements-game.txt
+
+# ---------------------------------------------------------------------------------------------
+# game: headless Ursina renders offscreen through EGL and Mesa's software rasteriser.
+FROM base AS game
+# Debian package versions follow the pinned base image's release.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgl1 libegl1 libgl1-mesa-dri \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=builder-game /opt/venv /opt/venv
+USER 10001:10001
+EXPOSE 8200
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8200/healthz', timeout=2)"]
+CMD ["python", "-m", "game", "--headless", "--port", "8200", "--mode", "realtime"]
+
+# ---------------------------------------------------------------------------------------------
+# evaluator (default target): evaluator service; also runs `python -m ga.run`.
+FROM base AS evaluator
+ENV RRP_HOST=0.0.0.0 \
+    RRP_PORT=8000
+COPY --from=builder /opt/venv /opt/venv
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('RRP_PORT', '8000'), timeout=2)"]
+CMD ["python", "-m", "evaluator"]
