@@ -1,0 +1,303 @@
+"""The game's HTTP control API (FastAPI), served by uvicorn in a background thread.
+
+Endpoints (JSON unless noted; errors are ``{"detail": "..."}`` with a 4xx status):
+
+- ``GET  /healthz``            200 ``{"status": "ok", ...}`` once the game loop runs, 503 while starting
+- ``GET  /v1/state``           frame, car pose, speed, rays, controls, lap state
+- ``POST /v1/controls``        ``{"keys": {...} | [...], "frame": k?}``: hold these keys from frame k
+                               (default: the next frame); a frame in the past -> 409
+- ``GET  /v1/controls/{id}``   when a command was scheduled and at which frame it was applied
+- ``POST /v1/step``            lock-step mode: ``{"keys": ..., "steps": n}`` -> state after n frames
+- ``POST /v1/reset``           ``{"track": name?, "max_frames": n?, "continuous": bool?}``
+- ``GET  /v1/frame``           latest camera image (``?format=png|jpeg``)
+- ``GET  /metrics``            Prometheus text format
+- ``GET  /v1/tracks``          bundled track names
+
+The server is up before the game loop, so a request during start-up gets a clean 503 with
+``Retry-After`` instead of an error or a crash.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from game import KEYS, TrackError, bundled_tracks, load_bundled_track
+from game.app import GameError, GameRunner, NotReady
+
+MAX_BODY = 64 * 1024
+MAX_STEPS = 25 * 600
+Key = Literal["forward", "back", "left", "right"]
+
+
+class KeyMap(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    forward: bool = False
+    back: bool = False
+    left: bool = False
+    right: bool = False
+
+
+KeysField = Annotated[
+    KeyMap | list[Key],
+    Field(description='held keys: {"forward": true, "left": true} or ["forward", "left"]'),
+]
+
+
+class ControlsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keys: KeysField
+    frame: int | None = Field(None, ge=0, description="frame whose step first uses these keys; default next")
+
+
+class StepIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keys: KeysField = Field(default_factory=list)
+    steps: int = Field(1, ge=1, le=MAX_STEPS, description="frames to advance holding these keys")
+
+
+class ResetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    track: str | None = Field(None, max_length=100, description="bundled track name (default: current track)")
+    max_frames: int | None = Field(None, ge=1, le=10_000_000)
+    continuous: bool = Field(True, description="keep lapping after the line (false: one lap, as evaluated)")
+
+
+class CommandOut(BaseModel):
+    id: int
+    keys: dict[str, bool]
+    frame: int
+    received_frame: int
+    applied_frame: int | None
+    status: Literal["pending", "applied", "cancelled"]
+
+
+class CarOut(BaseModel):
+    x: float
+    y: float
+    heading: float
+    speed: float
+
+
+class LapOut(BaseModel):
+    progress: float
+    checkpoint: int
+    laps: int
+    finished: bool
+    current_lap_s: float
+    last_lap_s: float | None
+    best_lap_s: float | None
+    collisions: int
+    distance_m: float
+
+
+class StateOut(BaseModel):
+    frame: int
+    time_s: float
+    mode: str
+    track: str
+    reset_count: int
+    car: CarOut
+    speed: float
+    rays: list[float]
+    controls: dict[str, bool]
+    held_keys: dict[str, bool]
+    lap: LapOut
+    done: bool
+    result: dict[str, Any] | None
+    pending_commands: int
+    steps_taken: int | None = None
+    cancelled_commands: int | None = None
+
+
+def _keys(keys: KeyMap | list[str]) -> Any:
+    return keys.model_dump() if isinstance(keys, KeyMap) else list(keys)
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413 (declared or streamed)."""
+
+    def __init__(self, app, limit: int = MAX_BODY):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                return await self._reject(send)
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            return await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            return await self._reject(send)
+
+    async def _reject(self, send):
+        body = f'{{"detail":"request body too large (limit {self.limit} bytes)"}}'.encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_api(runner: GameRunner, *, allow_track_change: bool = True) -> FastAPI:
+    app = FastAPI(
+        title="RallyRoboPilot game",
+        version="1",
+        description="Drive the game: real-time controls at 25 FPS, lock-step stepping, camera frames.",
+    )
+    app.state.runner = runner
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        parts = []
+        for e in errors:
+            loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+            parts.append(f"{loc}: {e.get('msg')}")
+        detail = "invalid request: " + "; ".join(parts) if parts else "invalid request"
+        return JSONResponse({"detail": detail, "errors": jsonable_encoder(errors)}, status_code=422)
+
+    @app.exception_handler(GameError)
+    async def _game_error(_: Request, exc: GameError):
+        headers = {"Retry-After": "1"} if isinstance(exc, NotReady) else None
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+
+    def need_ready() -> None:
+        if not runner.ready.is_set():
+            raise NotReady("the game is starting; try again in a moment")
+        if runner.stopped.is_set():
+            raise NotReady("the game is shutting down")
+
+    @app.get("/healthz")
+    def healthz():
+        if runner.stopped.is_set():
+            return JSONResponse({"status": "stopped"}, status_code=503)
+        if not runner.ready.is_set():
+            return JSONResponse({"status": "starting"}, status_code=503, headers={"Retry-After": "1"})
+        return {"status": "ok", "mode": runner.mode, "frame": runner.frame, "track": runner.track.name}
+
+    @app.get("/v1/state", response_model=StateOut)
+    def state():
+        need_ready()
+        return runner.snapshot()
+
+    @app.post("/v1/controls", response_model=CommandOut)
+    def controls(body: ControlsIn):
+        need_ready()
+        return runner.submit_controls(_keys(body.keys), body.frame)
+
+    @app.get("/v1/controls/{cmd_id}", response_model=CommandOut)
+    def command(cmd_id: int):
+        need_ready()
+        return runner.command(cmd_id)
+
+    @app.post("/v1/step", response_model=StateOut)
+    def step(body: StepIn):
+        need_ready()
+        if runner.mode != "lockstep":
+            raise GameError("POST /v1/step needs lock-step mode (start the game with --mode lockstep); "
+                            "in real-time mode use POST /v1/controls", 409)
+        keys = _keys(body.keys)
+        return runner.call(lambda: runner.step(keys, body.steps))
+
+    @app.post("/v1/reset", response_model=StateOut)
+    def reset(body: ResetIn | None = None):
+        need_ready()
+        body = body or ResetIn()
+        track = None
+        if body.track is not None:
+            if not allow_track_change:
+                raise GameError("changing the track is disabled on this game", 403)
+            try:
+                track = load_bundled_track(body.track)
+            except TrackError as exc:
+                raise GameError(f"{exc}; bundled tracks: {bundled_tracks()}", 422) from None
+        return runner.call(lambda: runner.reset(track, body.max_frames, body.continuous))
+
+    @app.get("/v1/frame", responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}})
+    def frame(format: Literal["png", "jpeg"] = Query("png", description="image encoding")):  # noqa: A002
+        need_ready()
+        if runner.renderer is None:
+            raise GameError("this game runs without a renderer (no camera frames)", 404)
+        image, frame_index = runner.call(runner.render_now)
+        if image is None:
+            raise GameError("no camera frame rendered yet", 503)
+        from game.recorder import encode_image
+
+        return Response(encode_image(image, format), media_type=f"image/{format}",
+                        headers={"X-Frame": str(frame_index)})
+
+    @app.get("/v1/tracks")
+    def tracks():
+        return {"tracks": bundled_tracks(), "current": runner.track.name, "keys": list(KEYS)}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics():
+        lines = []
+        for name, value in sorted(runner.metrics().items()):
+            kind = "counter" if name.endswith("_total") else "gauge"
+            lines.append(f"# TYPE {name} {kind}")
+            lines.append(f"{name} {value:.17g}")
+        return "\n".join(lines) + "\n"
+
+    return BodyLimit(app)  # type: ignore[return-value]
+
+
+class ApiServer:
+    """uvicorn in a daemon thread; ``start`` returns once the socket listens."""
+
+    def __init__(self, runner: GameRunner, host: str = "127.0.0.1", port: int = 8200, **api_kwargs):
+        import uvicorn
+
+        self.app = create_api(runner, **api_kwargs)
+        self.config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", access_log=False,
+                                     lifespan="off", timeout_graceful_shutdown=2)
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=self.server.run, name="game-api", daemon=True)
+
+    @property
+    def port(self) -> int:
+        servers = getattr(self.server, "servers", None) or []
+        for srv in servers:
+            for sock in srv.sockets:
+                return sock.getsockname()[1]
+        return self.config.port
+
+    def start(self, timeout: float = 30.0) -> ApiServer:
+        self.thread.start()
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError(f"the HTTP API could not start on {self.config.host}:{self.config.port}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the HTTP API did not start in time")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

@@ -1,0 +1,464 @@
+"""The game service: one simulation, paced at 25 FPS of wall time or stepped on request.
+
+``GameRunner`` owns a ``Race(track, 1, continuous=True)`` and is the only thing that advances it. It
+is engine-agnostic: a renderer (``game.scene.UrsinaRenderer``, imported lazily by ``game.__main__``)
+only draws the state the runner hands it, and the frame recorder is a hook called after each frame.
+
+Modes
+- ``realtime``: frame k is due at ``t0 + k/25`` on the runner's clock (no drift: every due time is
+  computed from t0, never by adding up intervals). Controls sent over HTTP apply at the next frame
+  or at exactly the frame they name.
+- ``lockstep``: the game waits; ``step(keys, n)`` advances n frames and returns the state.
+
+Frame numbering: ``frame`` is the number of steps taken since the last reset. Controls "for frame k"
+are the keys used by the step that advances the game from frame k to frame k+1; they stay held until
+changed. A command for a frame below the current one is in the past and is refused.
+
+Threads: the loop (``run``) runs on one thread (the main thread when Ursina renders); HTTP handlers
+call ``submit_controls``/``snapshot`` directly (under a lock) and hand anything that changes the
+simulation or needs the renderer to the loop thread with ``call``.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from game import DT, KEYS, Race, Track
+
+FPS = 25
+MAX_SCHEDULE_AHEAD = 25 * 3600  # frames: one hour
+MAX_PENDING = 10_000
+COMMAND_LOG = 4096
+CATCH_UP_CAPTURE = 5  # when more frames than this are overdue, skip capturing the ones in between
+
+
+class GameError(Exception):
+    """A request the game refuses; ``status`` is the HTTP status the API answers with."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class NotReady(GameError):
+    status = 503
+
+
+class Clock(Protocol):
+    def __call__(self) -> float: ...
+
+
+class Pacer:
+    """Drift-free frame pacing: frame ``base + k`` is due at ``t0 + k / fps``."""
+
+    def __init__(self, fps: float = FPS, clock: Clock = time.monotonic):
+        self.fps = fps
+        self.clock = clock
+        self.t0 = clock()
+        self.base = 0
+
+    def start(self, frame: int = 0, now: float | None = None) -> None:
+        self.t0 = self.clock() if now is None else now
+        self.base = frame
+
+    def due(self, frame: int) -> float:
+        """Wall-clock time at which ``frame`` (frames completed since reset) is due."""
+        return self.t0 + (frame - self.base) / self.fps
+
+    def target(self, now: float | None = None) -> int:
+        """How many frames should have been completed at ``now``."""
+        now = self.clock() if now is None else now
+        return self.base + max(0, math.floor((now - self.t0) * self.fps + 1e-6))
+
+
+@dataclass
+class Command:
+    id: int
+    keys: tuple[bool, bool, bool, bool]
+    frame: int                       # the frame whose step uses these keys
+    received_frame: int
+    applied_frame: int | None = None
+    cancelled: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "keys": dict(zip(KEYS, self.keys, strict=True)),
+            "frame": self.frame,
+            "received_frame": self.received_frame,
+            "applied_frame": self.applied_frame,
+            "status": "cancelled" if self.cancelled else ("applied" if self.applied_frame is not None
+                                                           else "pending"),
+        }
+
+
+def keys_tuple(keys: Any) -> tuple[bool, bool, bool, bool]:
+    """Accept {key: bool}, a list of held key names, or 4 booleans; unknown keys raise GameError."""
+    if keys is None:
+        return (False, False, False, False)
+    if isinstance(keys, dict):
+        unknown = sorted(set(keys) - set(KEYS))
+        if unknown:
+            raise GameError(f"unknown key(s) {unknown}; keys are {list(KEYS)}", 422)
+        return tuple(bool(keys.get(k, False)) for k in KEYS)  # type: ignore[return-value]
+    keys = list(keys)
+    if all(isinstance(k, str) for k in keys):
+        unknown = sorted(set(keys) - set(KEYS))
+        if unknown:
+            raise GameError(f"unknown key(s) {unknown}; keys are {list(KEYS)}", 422)
+        return tuple(k in keys for k in KEYS)  # type: ignore[return-value]
+    if len(keys) == 4:
+        return tuple(bool(k) for k in keys)  # type: ignore[return-value]
+    raise GameError("keys must be a {key: bool} object, a list of key names or 4 booleans", 422)
+
+
+class Renderer(Protocol):
+    def set_track(self, track: Track) -> None: ...
+    def draw(self, state: dict[str, Any]) -> None: ...
+    def capture(self) -> np.ndarray | None: ...
+    def keyboard(self) -> tuple[bool, bool, bool, bool] | None: ...
+    def close(self) -> None: ...
+
+
+class GameRunner:
+    """Owns the race, the control schedule, the pacing and the per-frame hooks."""
+
+    def __init__(
+        self,
+        track: Track,
+        mode: str = "realtime",
+        *,
+        clock: Clock = time.monotonic,
+        renderer: Renderer | None = None,
+        recorder: Any = None,
+        driver: Callable[[Any, Any], Any] | None = None,
+        track_loader: Callable[[str], Track] | None = None,
+    ):
+        if mode not in ("realtime", "lockstep"):
+            raise ValueError(f"mode must be 'realtime' or 'lockstep', not {mode!r}")
+        self.mode = mode
+        self.clock = clock
+        self.pacer = Pacer(FPS, clock)
+        self.renderer = renderer
+        self.recorder = recorder
+        self.driver = driver          # driver(race, observation) -> (1,4) bool controls
+        self.track_loader = track_loader
+        self.lock = threading.RLock()
+        self.ready = threading.Event()
+        self.stopped = threading.Event()
+        self._jobs: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
+        self._next_cmd = 1
+        self._schedule: dict[int, list[Command]] = {}
+        self._log: OrderedDict[int, Command] = OrderedDict()
+        self._keys: tuple[bool, bool, bool, bool] = (False, False, False, False)
+        self._image: np.ndarray | None = None
+        self._image_frame = -1
+        self._dirty = True
+        self.resets = 0
+        self.counters = {
+            "frames_stepped": 0, "frames_rendered": 0, "frames_late": 0, "commands": 0,
+            "commands_applied": 0, "commands_refused": 0, "laps": 0,
+        }
+        self.max_lag_s = 0.0
+        self._new_race(track, None, True)
+
+    # -- race ------------------------------------------------------------------------------------
+    def _new_race(self, track: Track, max_frames: int | None, continuous: bool) -> None:
+        self.track = track
+        self.race = Race(track, 1, max_frames=max_frames, continuous=continuous)
+        self.obs = self.race.reset()
+        self.continuous = continuous
+        self.max_frames = max_frames
+        self._last_laps = 0
+        self._last_controls = (False, False, False, False)
+        self._dirty = True
+        for cmds in self._schedule.values():
+            for c in cmds:
+                c.cancelled = True
+        self._schedule.clear()
+        self._keys = (False, False, False, False)
+
+    @property
+    def frame(self) -> int:
+        return int(self.race.frame)
+
+    def reset(self, track: Track | None = None, max_frames: int | None = None,
+              continuous: bool = True) -> dict[str, Any]:
+        """Back to the base state on the start line (loop thread only; HTTP uses ``call``)."""
+        with self.lock:
+            cancelled = sum(len(v) for v in self._schedule.values())
+            changed = track is not None and track is not self.track
+            self._new_race(track or self.track, max_frames, continuous)
+            self.resets += 1
+            self.pacer.start(0)
+        if changed and self.renderer is not None:
+            self.renderer.set_track(self.track)
+        self._render(capture=self.recorder is not None)
+        state = self.snapshot()
+        state["cancelled_commands"] = cancelled
+        return state
+
+    # -- controls ----------------------------------------------------------------------------------
+    def submit_controls(self, keys: Any, frame: int | None = None) -> dict[str, Any]:
+        """Set the held keys from ``frame`` on (default: the next frame). Thread-safe, never blocks."""
+        k = keys_tuple(keys)
+        with self.lock:
+            now = self.frame
+            if frame is None:
+                frame = now
+            if frame < now:
+                self.counters["commands_refused"] += 1
+                raise GameError(
+                    f"frame {frame} is in the past: the game is at frame {now} (controls for frame {now} "
+                    f"or later are accepted)", 409)
+            if frame > now + MAX_SCHEDULE_AHEAD:
+                self.counters["commands_refused"] += 1
+                raise GameError(f"frame {frame} is too far ahead (at most {MAX_SCHEDULE_AHEAD} frames after "
+                                f"the current frame {now})", 422)
+            pending = sum(len(v) for v in self._schedule.values())
+            if pending >= MAX_PENDING:
+                self.counters["commands_refused"] += 1
+                raise GameError(f"too many pending commands ({pending}); wait for some to apply", 429)
+            cmd = Command(self._next_cmd, k, frame, now)
+            self._next_cmd += 1
+            self._schedule.setdefault(frame, []).append(cmd)
+            self._log[cmd.id] = cmd
+            while len(self._log) > COMMAND_LOG:
+                self._log.popitem(last=False)
+            self.counters["commands"] += 1
+            return cmd.to_dict()
+
+    def command(self, cmd_id: int) -> dict[str, Any]:
+        with self.lock:
+            cmd = self._log.get(cmd_id)
+            if cmd is None:
+                raise GameError(f"unknown command id {cmd_id} (only the last {COMMAND_LOG} are kept)", 404)
+            return cmd.to_dict()
+
+    # -- stepping ------------------------------------------------------------------------------------
+    def step_frame(self, capture: bool = False) -> None:
+        """Advance the simulation by exactly one frame (loop thread only)."""
+        with self.lock:
+            f = self.frame
+            for cmd in self._schedule.pop(f, ()):
+                self._keys = cmd.keys
+                cmd.applied_frame = f
+                self.counters["commands_applied"] += 1
+            keys = self._keys
+            if self.driver is not None:
+                controls = np.asarray(self.driver(self.race, self.obs), dtype=bool).reshape(1, 4)
+                keys = tuple(bool(v) for v in controls[0])
+            elif self.mode == "realtime" and self.renderer is not None:
+                kb = self.renderer.keyboard()
+                if kb is not None and any(kb):
+                    keys = kb
+            self.obs = self.race.step(np.array([keys], dtype=bool))
+            self._last_controls = keys
+            self.counters["frames_stepped"] += 1
+            laps = int(self.race.lap.laps[0])
+            if laps != self._last_laps:
+                self.counters["laps"] += laps - self._last_laps
+                self._last_laps = laps
+            self._dirty = True
+        if capture:
+            self._render(capture=True)
+
+    def _render(self, capture: bool) -> None:
+        """Draw the current state; capture and record the camera frame when asked."""
+        if self.renderer is None:
+            if capture and self.recorder is not None and self.recorder.wants(self.frame):
+                self.recorder.count_missed(1)   # nothing to capture without a renderer
+            return
+        state = self.snapshot()
+        self.renderer.draw(state)
+        self.counters["frames_rendered"] += 1
+        self._dirty = False
+        if not capture and self.recorder is None:
+            return
+        image = self.renderer.capture()
+        if image is None:
+            return
+        self._image = image
+        self._image_frame = state["frame"]
+        if self.recorder is not None and self.recorder.wants(state["frame"]):
+            sensing = {"speed": state["speed"], "rays": state["rays"], "x": state["car"]["x"],
+                       "y": state["car"]["y"], "heading": state["car"]["heading"],
+                       "progress": state["lap"]["progress"], "track": state["track"]}
+            self.recorder.offer(state["frame"], image, sensing, state["controls"])
+
+    def tick(self, now: float | None = None) -> int:
+        """Realtime: complete every frame that is due at ``now``; returns how many were stepped."""
+        now = self.clock() if now is None else now
+        target = self.pacer.target(now)
+        n = 0
+        while self.frame < target and not bool(self.race.all_done):
+            overdue = target - self.frame
+            last = overdue == 1
+            wanted = self.recorder is not None and self.recorder.wants(self.frame + 1)
+            if wanted and not last and overdue > CATCH_UP_CAPTURE:
+                self.step_frame(capture=False)
+                self.recorder.count_missed(1)
+            else:
+                self.step_frame(capture=last or wanted)
+            lag = now - self.pacer.due(self.frame)
+            self.max_lag_s = max(self.max_lag_s, lag)
+            n += 1
+        if n > 1:
+            self.counters["frames_late"] += n - 1
+        return n
+
+    def step(self, keys: Any, n: int = 1) -> dict[str, Any]:
+        """Lock-step: hold ``keys`` for ``n`` frames (or until the race is done); returns the state."""
+        k = keys_tuple(keys)
+        if n < 1:
+            raise GameError(f"steps must be >= 1, got {n}", 422)
+        taken = 0
+        with self.lock:
+            self._keys = k
+        for _ in range(n):
+            if bool(self.race.all_done):
+                break
+            record = self.recorder is not None and self.recorder.wants(self.frame + 1)
+            self.step_frame(capture=record)
+            taken += 1
+        state = self.snapshot()
+        state["steps_taken"] = taken
+        return state
+
+    # -- views ---------------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """The game state as plain JSON-able Python values (floats are exact copies of the sim's)."""
+        with self.lock:
+            race = self.race
+            st = race.state
+            lap = race.lap
+            frame = self.frame
+            done = bool(race.done[0])
+            best = float(lap.best_lap_s[0])
+            last_lap = float(lap.lap_time_s[0])
+            return {
+                "frame": frame,
+                "time_s": frame * DT,
+                "mode": self.mode,
+                "track": self.track.name,
+                "reset_count": self.resets,
+                "car": {"x": float(st.x[0]), "y": float(st.y[0]), "heading": float(st.heading[0]),
+                        "speed": float(st.speed[0])},
+                "speed": float(self.obs.speed[0]),
+                "rays": [float(v) for v in self.obs.rays[0]],
+                "controls": dict(zip(KEYS, self._last_controls, strict=True)),
+                "held_keys": dict(zip(KEYS, self._keys, strict=True)),
+                "lap": {
+                    "progress": float(lap.progress[0]),
+                    "checkpoint": int(lap.checkpoint[0]),
+                    "laps": int(lap.laps[0]),
+                    "finished": bool(lap.finished[0]),
+                    "current_lap_s": float(lap.current_lap_s[0]),
+                    "last_lap_s": last_lap if math.isfinite(last_lap) and last_lap > 0 else None,
+                    "best_lap_s": best if math.isfinite(best) and best > 0 else None,
+                    "collisions": int(lap.collisions[0]),
+                    "distance_m": float(lap.distance_m[0]),
+                },
+                "done": done,
+                "result": race.results()[0].to_dict() if done else None,
+                "pending_commands": sum(len(v) for v in self._schedule.values()),
+            }
+
+    def latest_image(self) -> tuple[np.ndarray | None, int]:
+        with self.lock:
+            return self._image, self._image_frame
+
+    def metrics(self) -> dict[str, float]:
+        with self.lock:
+            m: dict[str, float] = {f"rrp_game_{k}_total": float(v) for k, v in self.counters.items()}
+            m["rrp_game_frame"] = float(self.frame)
+            m["rrp_game_resets_total"] = float(self.resets)
+            m["rrp_game_ready"] = float(self.ready.is_set())
+            m["rrp_game_max_lag_seconds"] = float(self.max_lag_s)
+            m["rrp_game_pending_commands"] = float(sum(len(v) for v in self._schedule.values()))
+        if self.recorder is not None:
+            s = self.recorder.snapshot()
+            for k in ("offered", "written", "dropped", "dropped_full", "dropped_redis", "reconnects"):
+                m[f"rrp_recorder_frames_{k}_total" if k != "reconnects" else "rrp_recorder_reconnects_total"] = (
+                    float(s[k]))
+            m["rrp_recorder_connected"] = float(s["connected"])
+            m["rrp_recorder_queued"] = float(s["queued"])
+        return m
+
+    # -- loop ------------------------------------------------------------------------------------------
+    def call(self, fn: Callable[[], Any], timeout: float = 60.0) -> Any:
+        """Run ``fn`` on the loop thread and return its result (from any other thread)."""
+        if not self.ready.is_set():
+            raise NotReady("the game is starting; try again in a moment")
+        if self.stopped.is_set():
+            raise NotReady("the game is shutting down")
+        fut: Future = Future()
+        self._jobs.put((fn, fut))
+        return fut.result(timeout)
+
+    def run_jobs(self, timeout: float = 0.0) -> int:
+        """Run queued jobs; wait up to ``timeout`` seconds for the first one. Returns jobs run."""
+        n = 0
+        try:
+            job = self._jobs.get(timeout=timeout) if timeout > 0 else self._jobs.get_nowait()
+        except queue.Empty:
+            return 0
+        while True:
+            fn, fut = job
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+                    fut.set_exception(exc)
+            n += 1
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return n
+
+    def run(self, stop: threading.Event, idle_s: float = 1.0 / FPS) -> None:
+        """The game loop. Realtime: paced ticks; lock-step: serve jobs, redraw when idle."""
+        self.ready.set()
+        with self.lock:
+            self.pacer.start(self.frame)
+        self._render(capture=True)
+        try:
+            while not stop.is_set():
+                if self.mode == "realtime":
+                    self.tick()
+                    wait = self.pacer.due(self.frame + 1) - self.clock()
+                    if bool(self.race.all_done):
+                        wait = idle_s
+                    self.run_jobs(max(wait, 0.0))
+                else:
+                    if self.run_jobs(idle_s) == 0 and self.renderer is not None and (
+                            self._dirty or getattr(self.renderer, "interactive", False)):
+                        self._render(capture=self._dirty)   # refresh the frame, keep a window alive
+        finally:
+            self.stopped.set()
+            while True:  # nobody may wait forever on a job after the loop ended
+                try:
+                    _, fut = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if fut.set_running_or_notify_cancel():
+                    fut.set_exception(NotReady("the game is shutting down"))
+
+    def render_now(self) -> tuple[np.ndarray | None, int]:
+        """Loop thread: make sure the latest image shows the current frame."""
+        if self.renderer is not None and (self._dirty or self._image_frame != self.frame):
+            self._render(capture=True)
+        return self.latest_image()

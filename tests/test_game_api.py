@@ -1,0 +1,193 @@
+"""The HTTP control API on a real uvicorn server on loopback (game loop without a renderer)."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import numpy as np
+import pytest
+
+from game import Race, bundled_tracks, generate_track, load_track
+from game.api import ApiServer
+from game.app import GameRunner
+
+
+@pytest.fixture(scope="module")
+def track():
+    return generate_track(5)
+
+
+class Game:
+    def __init__(self, track, mode):
+        self.runner = GameRunner(track, mode)
+        self.server = ApiServer(self.runner, port=0).start()
+        self.url = f"http://127.0.0.1:{self.server.port}"
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.runner.run, args=(self.stop,), daemon=True)
+
+    def start_loop(self):
+        self.thread.start()
+        self.runner.ready.wait(10)
+        return self
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(10)
+        self.server.stop()
+        self.client.close()
+
+
+@pytest.fixture
+def lockstep(track):
+    g = Game(track, "lockstep").start_loop()
+    yield g
+    g.close()
+
+
+@pytest.fixture
+def realtime(track):
+    g = Game(track, "realtime").start_loop()
+    yield g
+    g.close()
+
+
+def test_requests_during_startup_get_a_clean_503(track):
+    g = Game(track, "realtime")  # HTTP up, game loop not started yet
+    try:
+        r = g.client.get("/healthz")
+        assert r.status_code == 503 and r.json() == {"status": "starting"}
+        r = g.client.get("/v1/state")
+        assert r.status_code == 503 and "starting" in r.json()["detail"] and r.headers["retry-after"] == "1"
+        r = g.client.post("/v1/controls", json={"keys": ["forward"]})
+        assert r.status_code == 503
+        g.start_loop()
+        r = g.client.get("/healthz")
+        assert r.status_code == 200 and r.json()["status"] == "ok"
+        assert g.client.get("/v1/state").status_code == 200
+    finally:
+        g.close()
+
+
+def test_lockstep_step_and_state(lockstep, track):
+    c = lockstep.client
+    r = c.post("/v1/step", json={"keys": {"forward": True}, "steps": 10})
+    assert r.status_code == 200, r.text
+    st = r.json()
+    assert st["frame"] == 10 and st["steps_taken"] == 10 and st["speed"] == pytest.approx(10.0)
+    assert len(st["rays"]) == 15 and st["controls"]["forward"] is True
+    race = Race(track, 1, continuous=True)
+    race.reset()
+    for _ in range(10):
+        obs = race.step([[True, False, False, False]])
+    assert st["rays"] == [float(v) for v in obs.rays[0]]
+    assert c.get("/v1/state").json()["frame"] == 10
+    # nothing moves between requests in lock-step mode
+    assert c.get("/v1/state").json()["frame"] == 10
+
+
+def test_reset_and_track_change(lockstep):
+    c = lockstep.client
+    c.post("/v1/step", json={"keys": ["forward"], "steps": 5})
+    r = c.post("/v1/reset")
+    assert r.status_code == 200 and r.json()["frame"] == 0 and r.json()["reset_count"] == 1
+    name = bundled_tracks()[0] if bundled_tracks() else None
+    if name:
+        r = c.post("/v1/reset", json={"track": name})
+        assert r.status_code == 200 and r.json()["track"] == name
+        assert r.json()["car"]["x"] == load_track(name).start[0]
+    r = c.post("/v1/reset", json={"track": "no-such-track"})
+    assert r.status_code == 422 and "no-such-track" in r.json()["detail"]
+    r = c.post("/v1/reset", json={"track": "/etc/passwd"})
+    assert r.status_code == 422
+    r = c.post("/v1/reset", json={"max_frames": 20, "continuous": False})
+    st = c.post("/v1/step", json={"keys": ["forward"], "steps": 50}).json()
+    assert st["done"] and st["steps_taken"] == 20 and st["result"]["frames"] >= 0
+
+
+def test_bad_input_gets_clear_4xx_and_the_game_keeps_running(lockstep):
+    c = lockstep.client
+    cases = [
+        ("post", "/v1/step", {"keys": ["jump"]}, 422, "keys"),
+        ("post", "/v1/step", {"keys": {"forward": True, "jump": True}}, 422, "jump"),
+        ("post", "/v1/step", {"keys": [], "steps": -3}, 422, "steps"),
+        ("post", "/v1/step", {"keys": [], "steps": 0}, 422, "greater than or equal to 1"),
+        ("post", "/v1/step", {"keys": [], "steps": "many"}, 422, "steps"),
+        ("post", "/v1/controls", {"keys": ["forward"], "frame": -1}, 422, "frame"),
+        ("post", "/v1/controls", {"frame": 3}, 422, "keys: Field required"),
+        ("post", "/v1/controls", {"keys": ["forward"], "colour": "red"}, 422, "colour"),
+        ("post", "/v1/reset", {"track": 7}, 422, "track"),
+        ("get", "/v1/controls/12345", None, 404, "unknown command"),
+        ("get", "/v1/frame", None, 404, "without a renderer"),
+    ]
+    for method, path, body, status, text in cases:
+        r = c.request(method.upper(), path, json=body)
+        assert r.status_code == status, (path, body, r.text)
+        assert text in r.json()["detail"], (path, body, r.json())
+    r = c.post("/v1/step", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "JSON" in r.json()["detail"]
+    r = c.post("/v1/step", content=b"x" * 200_000, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
+    # still alive and still correct
+    st = c.post("/v1/step", json={"keys": ["forward"], "steps": 2}).json()
+    assert st["frame"] == 2
+
+
+def test_past_frame_is_refused_in_realtime(realtime):
+    c = realtime.client
+    # wait (by polling the game's own frame counter) until the game is past frame 3
+    while c.get("/v1/state").json()["frame"] <= 3:
+        pass
+    r = c.post("/v1/controls", json={"keys": ["forward"], "frame": 1})
+    assert r.status_code == 409
+    assert "frame 1 is in the past" in r.json()["detail"]
+    r = c.post("/v1/step", json={"keys": ["forward"]})
+    assert r.status_code == 409 and "lock-step" in r.json()["detail"]
+
+
+def test_realtime_command_applies_at_its_frame(realtime):
+    c = realtime.client
+    frame = c.get("/v1/state").json()["frame"]
+    target = frame + 10
+    cmd = c.post("/v1/controls", json={"keys": {"forward": True, "left": True}, "frame": target}).json()
+    assert cmd["status"] == "pending" and cmd["frame"] == target
+    while c.get(f"/v1/controls/{cmd['id']}").json()["status"] == "pending":
+        pass
+    done = c.get(f"/v1/controls/{cmd['id']}").json()
+    assert done["applied_frame"] == target and done["status"] == "applied"
+    assert c.get("/v1/state").json()["held_keys"]["left"] is True
+
+
+def test_metrics_and_openapi(lockstep):
+    c = lockstep.client
+    c.post("/v1/step", json={"keys": ["forward"], "steps": 3})
+    text = c.get("/metrics").text
+    assert "# TYPE rrp_game_frame gauge" in text
+    assert "rrp_game_frame 3" in text
+    assert "rrp_game_frames_stepped_total 3" in text
+    spec = c.get("/openapi.json").json()
+    assert {"/v1/state", "/v1/controls", "/v1/step", "/v1/reset", "/v1/frame", "/healthz", "/metrics"} <= set(
+        spec["paths"])
+    assert c.get("/v1/tracks").json()["keys"] == ["forward", "back", "left", "right"]
+
+
+def test_concurrent_steps_are_serialised(lockstep):
+    c = lockstep.client
+    errors = []
+
+    def worker():
+        with httpx.Client(base_url=lockstep.url, timeout=30) as cc:
+            for _ in range(20):
+                r = cc.post("/v1/step", json={"keys": ["forward"], "steps": 1})
+                if r.status_code != 200:
+                    errors.append(r.text)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert c.get("/v1/state").json()["frame"] == 80
+    assert np.isfinite(c.get("/v1/state").json()["speed"])
