@@ -1,0 +1,14 @@
+"""Evaluation: genome -> controller -> full lap(s) from the start line -> lap result.
+
+This package is the contract between the GA and whoever runs laps (a local process pool or a
+fleet of evaluator pods behind HTTP); ``python -m evaluator`` serves it over HTTP.
+"""
+
+from evaluator.controllers import ControllerSpec, make_controller
+from evaluator.metrics import METRICS, collisions, fitness, lap_time, progress, smoothness
+from evaluator.task import EvaluationTask, TrackData
+
+__all__ = [
+    "METRICS", "ControllerSpec", "EvaluationTask", "TrackData", "collisions", "fitness", "lap_time",
+    "make_controller", "progress", "smoothness",
+]

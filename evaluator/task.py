@@ -1,0 +1,103 @@
+"""The declared evaluation task: what the GA sends to an evaluator instead of Python code.
+
+A task names a track, a frame limit and a controller spec; called on a genome (or a batch of
+genomes) it drives full laps from the start line and returns ``LapResult``s. It is plain data
+(a pydantic model), so it travels as JSON and every evaluator validates it before running it.
+A batch runs as one batched ``Race``, and since cars never interact, a genome's result is the
+same bit for bit whatever batch, process or pod it lands in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from evaluator.controllers import ControllerSpec, make_controller
+from game import DEFAULT_TRACK, LapResult, Race, Track, bundled_tracks, load_bundled_track, load_track
+from game.track import MAX_POINTS
+
+
+class TrackData(BaseModel):
+    """A track carried inline, so a pod can drive a track that only exists on the GA's disk."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    width: float
+    points: tuple[tuple[float, float], ...] = Field(min_length=4, max_length=MAX_POINTS)
+    description: str = Field(default="", max_length=500)
+
+    def to_track(self) -> Track:
+        return _track_from_data(self)
+
+
+class EvaluationTask(BaseModel):
+    """Drive one lap per genome on ``track`` with a ``controller``, for at most ``max_frames``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    track: str | TrackData = Field(default=DEFAULT_TRACK, description="bundled track name, JSON path, or inline")
+    max_frames: int = Field(default=2_500, ge=1, le=30_000, description="frames before an unfinished lap ends")
+    stall_frames: int = Field(default=125, ge=0, le=30_000, description="end a lap after this long without progress")
+    controller: ControllerSpec = ControllerSpec()
+
+    def load_track(self) -> Track:
+        if isinstance(self.track, TrackData):
+            return self.track.to_track()
+        return load_track(self.track)
+
+    def load_track_for_network(self) -> Track:
+        """The track for a task that arrived over the network: never read a path from this disk."""
+        if isinstance(self.track, TrackData):
+            return self.track.to_track()
+        return load_bundled_track(self.track)
+
+    def resolved(self) -> EvaluationTask:
+        """This task with a file-path track replaced by its inline data, ready to ship to a pod."""
+        if isinstance(self.track, TrackData) or self.track in bundled_tracks():
+            return self
+        track = load_track(self.track)
+        data = TrackData(name=track.name, width=track.width, points=tuple(map(tuple, track.points.tolist())),
+                         description=track.description)
+        return self.model_copy(update={"track": data})
+
+    def genome_array(self, genomes: Sequence[Sequence[float]]) -> np.ndarray:
+        """Genomes as a (n, length) float array; ValueError says which genome is wrong and how."""
+        length = self.controller.genome_length()
+        rows = []
+        for i, genome in enumerate(genomes):
+            row = np.asarray(genome, dtype=np.float64)
+            if row.ndim != 1 or row.shape[0] != length:
+                raise ValueError(f"genomes[{i}] has {row.size} genes; {self.controller.describe()} needs {length}")
+            if not np.isfinite(row).all():
+                raise ValueError(f"genomes[{i}] contains NaN or infinite genes")
+            rows.append(row)
+        if not rows:
+            return np.zeros((0, length))
+        return np.stack(rows)
+
+    def evaluate_batch(self, genomes: Sequence[Sequence[float]], *, track: Track | None = None) -> list[LapResult]:
+        """One lap per genome, all in one batched race; results in input order."""
+        population = self.genome_array(genomes)
+        if len(population) == 0:
+            return []
+        race = Race(track or self.load_track(), len(population), max_frames=self.max_frames,
+                    stall_frames=self.stall_frames)
+        controller = make_controller(self.controller, population)
+        observation = race.observation
+        while not race.all_done:
+            observation = race.step(controller.act(observation, race.frame))
+        return race.results()
+
+    def __call__(self, genome: Sequence[float]) -> LapResult:
+        return self.evaluate_batch([genome])[0]
+
+
+@lru_cache(maxsize=16)
+def _track_from_data(data: TrackData) -> Track:
+    doc = {"name": data.name, "width": data.width, "points": [list(p) for p in data.points],
+           "description": data.description}
+    return Track.from_json(doc, source=f"inline track '{data.name}'")
