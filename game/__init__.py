@@ -2,17 +2,31 @@
 
 The simulation core (tracks, car physics, sensors, lap timing, the baseline driver) never
 imports Ursina, FastAPI or Redis, so an evaluator needs no display, no OpenGL and no server.
+Names are loaded on first use so that ``python -m game.race`` and friends run their module
+exactly once.
 """
 
-from game.physics import DT, FPS, KEYS, MAX_SPEED, N_RAYS, RAY_RANGE
-from game.pursuit import PursuitDriver
-from game.race import CarState, LapResult, LapState, Observation, Race, as_controls
-from game.track import Track, TrackError
-from game.trackgen import generate_track
-from game.tracks import DEFAULT_TRACK, bundled_tracks, load_bundled_track, load_track
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "DEFAULT_TRACK", "DT", "FPS", "KEYS", "MAX_SPEED", "N_RAYS", "RAY_RANGE",
-    "CarState", "LapResult", "LapState", "Observation", "PursuitDriver", "Race", "Track", "TrackError",
-    "as_controls", "bundled_tracks", "generate_track", "load_bundled_track", "load_track",
-]
+_EXPORTS = {
+    "DT": "game.physics", "FPS": "game.physics", "KEYS": "game.physics", "MAX_SPEED": "game.physics",
+    "N_RAYS": "game.physics", "RAY_RANGE": "game.physics",
+    "CarState": "game.race", "LapResult": "game.race", "LapState": "game.race", "Observation": "game.race",
+    "Race": "game.race", "as_controls": "game.race",
+    "PursuitDriver": "game.pursuit",
+    "Track": "game.track", "TrackError": "game.track",
+    "generate_track": "game.trackgen",
+    "DEFAULT_TRACK": "game.tracks", "bundled_tracks": "game.tracks", "load_bundled_track": "game.tracks",
+    "load_track": "game.tracks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'game' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
