@@ -1,0 +1,170 @@
+"""JSON checkpoints: a run can stop after any generation and resume exactly where it was.
+
+A checkpoint holds everything the loop carries between generations: the population with
+fitnesses and lap results, the hall of fame, the logbook, the generation number, the
+configuration, and the state of python's ``random`` generator (the run's only source of
+randomness) taken after the generation's last draw. No pickle: the file is plain JSON,
+validated on load, so a corrupt or foreign file is refused with a clear message rather
+than resumed into nonsense.
+
+Wall-clock timings ride along under ``wall`` for the log table; they are the only
+non-deterministic part and nothing in the evolution reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from deap import tools
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ga import atomic
+from ga.config import EvolutionConfig
+from ga.evolve import EvolutionState
+from ga.toolbox import make_individual, make_logbook
+from game import LapResult
+
+FORMAT = "rallyrobopilot-ga-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be resumed (missing, corrupt, foreign, inconsistent)."""
+
+
+class _Individual(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    genome: list[float]
+    fitness: float
+    result: dict
+
+
+class _Checkpoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["rallyrobopilot-ga-checkpoint"]
+    version: Literal[1]
+    generation: int
+    config: EvolutionConfig
+    population: list[_Individual]
+    hall_of_fame: list[_Individual]
+    logbook: list[dict]
+    rng_state: tuple[int, list[int], float | None]
+    wall: list[dict] = []
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint, ready to continue."""
+
+    config: EvolutionConfig
+    state: EvolutionState
+    rng_state: tuple
+    wall: list[dict] = field(default_factory=list)
+
+    def restore_rng(self) -> None:
+        """Put python's ``random`` back where the checkpointed run left it."""
+        random.setstate(self.rng_state)
+
+
+def _dump_individual(ind) -> dict:
+    return {"genome": list(ind), "fitness": ind.fitness.values[0], "result": ind.result.to_dict()}
+
+
+def _load_individual(data: _Individual):
+    return make_individual(data.genome, data.fitness, LapResult.from_dict(data.result))
+
+
+def to_json(config: EvolutionConfig, state: EvolutionState, rng_state: tuple, wall: list[dict]) -> dict:
+    """The checkpoint document for ``state`` (``rng_state`` from ``random.getstate()``)."""
+    version, internal, gauss_next = rng_state
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "generation": state.generation,
+        "config": config.model_dump(mode="json"),
+        "population": [_dump_individual(ind) for ind in state.population],
+        "hall_of_fame": [_dump_individual(ind) for ind in state.halloffame],
+        "logbook": [dict(entry) for entry in state.logbook],
+        "rng_state": [version, list(internal), gauss_next],
+        "wall": list(wall),
+    }
+
+
+def save(path: str | os.PathLike, config: EvolutionConfig, state: EvolutionState,
+         rng_state: tuple, wall: list[dict]) -> None:
+    """Write the checkpoint atomically (temp file + rename)."""
+    atomic.write_json(path, to_json(config, state, rng_state, wall))
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "document"
+    return f"{where}: {err['msg']}"
+
+
+def load(path: str | os.PathLike) -> Checkpoint:
+    """Read and validate a checkpoint; raise CheckpointError with a one-line reason."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON (corrupt checkpoint?): {exc}") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a RallyRoboPilot GA checkpoint")
+    if raw.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {raw.get('version')!r}, expected {VERSION}")
+    try:
+        doc = _Checkpoint.model_validate(raw)
+    except ValidationError as exc:
+        raise CheckpointError(f"{path} is an invalid checkpoint: {_first_error(exc)}") from None
+    return _restore(doc, path)
+
+
+def _restore(doc: _Checkpoint, path: Path) -> Checkpoint:
+    config = doc.config
+    n_genes = config.genome_length()
+    if len(doc.population) != config.population:
+        raise CheckpointError(
+            f"{path}: population has {len(doc.population)} individuals, config says {config.population}"
+        )
+    for ind in (*doc.population, *doc.hall_of_fame):
+        if len(ind.genome) != n_genes:
+            raise CheckpointError(
+                f"{path}: a genome has {len(ind.genome)} genes, the controller needs {n_genes}"
+            )
+    if len(doc.logbook) != doc.generation + 1 or any(
+        e.get("gen") != g for g, e in enumerate(doc.logbook)
+    ):
+        raise CheckpointError(f"{path}: logbook does not match generation {doc.generation}")
+    version, internal, gauss_next = doc.rng_state
+    rng_state = (version, tuple(internal), gauss_next)
+    try:
+        random.Random().setstate(rng_state)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: invalid RNG state: {exc}") from None
+    try:
+        population = [_load_individual(i) for i in doc.population]
+        hof_items = [_load_individual(i) for i in doc.hall_of_fame]
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: invalid lap result: {exc}") from None
+
+    halloffame = tools.HallOfFame(config.hof_size)
+    # Restore order exactly: items best-first, keys ascending (DEAP's invariant).
+    halloffame.items = hof_items
+    halloffame.keys = [ind.fitness for ind in reversed(hof_items)]
+    logbook = make_logbook()
+    for entry in doc.logbook:
+        logbook.record(**entry)
+    state = EvolutionState(doc.generation, population, halloffame, logbook)
+    return Checkpoint(config, state, rng_state, list(doc.wall))

@@ -1,0 +1,39 @@
+"""The evolution configuration: everything that decides a run's course, and nothing else.
+
+Two runs with equal configurations produce identical logbooks and ``best.json`` files,
+whichever executor evaluates them and however many workers it has; that is why the number
+of generations (a stopping point that ``--resume`` may move) and the executor settings are
+kept out of it. It is stored in ``config.json`` and in every checkpoint, and a checkpoint
+whose configuration differs from its run folder's is refused.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evaluator import EvaluationTask
+
+
+class EvolutionConfig(BaseModel):
+    """Parameters of one GA run (see DEFAULTS in ``ga.run`` for how they were tuned)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seed: int = 0
+    population: int = Field(64, ge=2)
+    task: EvaluationTask
+    track_label: str = Field(description="short track name for folder names and reports")
+
+    init_sigma: float = Field(0.5, gt=0, description="std-dev of the random initial genes")
+    cxpb: float = Field(0.5, ge=0, le=1, description="probability that a pair is crossed")
+    blend_alpha: float = Field(0.3, ge=0, description="cxBlend extension beyond the parents")
+    mutpb: float = Field(0.8, ge=0, le=1, description="probability that a child is mutated")
+    mut_sigma: float = Field(0.15, ge=0, description="std-dev of the gaussian gene mutation")
+    mut_indpb: float = Field(0.1, ge=0, le=1, description="share of genes a mutation touches")
+    tournsize: int = Field(3, ge=1)
+    elite: int = Field(2, ge=0, description="best individuals copied unchanged each generation")
+    hof_size: int = Field(5, ge=1)
+
+    def genome_length(self) -> int:
+        """Number of floats in one genome for this run's controller."""
+        return self.task.controller.genome_length()

@@ -1,0 +1,220 @@
+"""The local executor: a process pool that evaluates chunks of genomes.
+
+DEAP evaluates through ``toolbox.map``; plugging in an object that follows
+``concurrent.futures.Executor`` keeps the GA unaware of where laps are driven. The function
+handed to ``map`` must be a declared :class:`evaluator.EvaluationTask` (never arbitrary code),
+so the same call works unchanged against the HTTP executor that ships tasks to evaluator pods.
+
+Genomes travel in chunks because one ``task.evaluate_batch(chunk)`` runs a single batched
+simulation for the whole chunk: bigger chunks use the vectorised simulation better, more
+chunks keep every worker busy until the end of a generation. The default splits a
+generation into about three chunks per worker.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+
+from evaluator import EvaluationTask
+
+CHUNKS_PER_WORKER = 3
+"""Default number of chunks per worker and generation (see :func:`default_chunksize`)."""
+
+
+def require_task(fn: object) -> EvaluationTask:
+    """Refuse anything but a declared evaluation task, before any work is started."""
+    if not isinstance(fn, EvaluationTask):
+        raise TypeError(
+            f"executor function must be an evaluator.EvaluationTask, not {type(fn).__name__}"
+        )
+    return fn
+
+
+def as_genome(genome: Iterable[float]) -> list[float]:
+    """A plain list of floats: DEAP individuals carry a fitness that workers do not need."""
+    return [float(x) for x in genome]
+
+
+def default_chunksize(n_items: int, workers: int, chunks_per_worker: int = CHUNKS_PER_WORKER) -> int:
+    """Chunk size that gives each worker about ``chunks_per_worker`` chunks of ``n_items``."""
+    if n_items <= 0:
+        return 1
+    return max(1, math.ceil(n_items / (max(1, workers) * chunks_per_worker)))
+
+
+def split(items: Sequence, chunksize: int) -> list[Sequence]:
+    """Consecutive slices of ``items`` of at most ``chunksize`` (order is kept)."""
+    return [items[i : i + chunksize] for i in range(0, len(items), chunksize)]
+
+
+# --- worker side -----------------------------------------------------------------------------
+
+_TASKS: dict[str, EvaluationTask] = {}
+"""Per-process cache of validated tasks keyed by their JSON, so a task (and whatever it
+prepares, e.g. the loaded track) is rebuilt once per worker, not once per chunk."""
+
+
+def _worker_init() -> None:
+    """Ignore Ctrl-C (the parent handles it) and compile the simulation once per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warm_up()
+
+
+def warm_up() -> None:
+    """Drive a few frames so numba compiles now, not inside the first timed chunk.
+
+    Failures are ignored: a broken simulation reports itself properly on the first real
+    evaluation, with the task that caused it.
+    """
+    try:
+        from evaluator import ControllerSpec
+        from game import DEFAULT_TRACK
+
+        for kind in ("mlp", "schedule"):
+            spec = ControllerSpec(kind=kind)
+            task = EvaluationTask(track=DEFAULT_TRACK, max_frames=2, controller=spec)
+            task.evaluate_batch([[0.0] * spec.genome_length()])
+    except Exception:  # noqa: BLE001 - see docstring
+        pass
+
+
+def _evaluate_chunk(task_json: str, genomes: list[list[float]]) -> list:
+    """Worker entry point: one batched simulation for one chunk."""
+    task = _TASKS.get(task_json)
+    if task is None:
+        task = _TASKS[task_json] = EvaluationTask.model_validate_json(task_json)
+    return task.evaluate_batch(genomes)
+
+
+def _noop() -> None:
+    """Submitted once per worker at start-up so every process starts (and warms) right away."""
+
+
+# --- parent side -----------------------------------------------------------------------------
+
+
+class LocalExecutor(Executor):
+    """Evaluate genomes on this machine, one worker process per core by default.
+
+    ``workers=1`` evaluates in the calling process: no pool, no copies, which is also the
+    single-core reference for the worker-efficiency benchmark.
+    """
+
+    def __init__(self, workers: int | None = None, *, mp_context: str | None = None) -> None:
+        if workers is None:
+            workers = os.cpu_count() or 1
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self._lock = threading.Lock()
+        self._shutdown = False
+        self._pool: ProcessPoolExecutor | None = None
+        if workers > 1:
+            # fork starts workers in milliseconds; they are started here, before the caller
+            # has created any threads (progress bars), so forking is safe.
+            method = mp_context or ("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+            ctx = multiprocessing.get_context(method)
+            self._pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
+            for _ in range(workers):
+                self._pool.submit(_noop)
+        else:
+            warm_up()
+
+    # concurrent.futures.Executor API -------------------------------------------------------
+
+    def submit(self, fn: Callable, /, *args, **kwargs) -> Future:
+        """Evaluate one genome: ``submit(task, genome)`` -> Future[LapResult]."""
+        task = require_task(fn)
+        if kwargs or len(args) != 1:
+            raise TypeError("submit(task, genome) takes exactly one genome")
+        self._check_open()
+        genome = as_genome(args[0])
+        if self._pool is None:
+            future: Future = Future()
+            try:
+                future.set_result(task.evaluate_batch([genome])[0])
+            except BaseException as exc:  # noqa: BLE001 - delivered through the future
+                future.set_exception(exc)
+            return future
+        inner = self._pool.submit(_evaluate_chunk, task.model_dump_json(), [genome])
+        outer: Future = Future()
+
+        def _unwrap(done: Future) -> None:
+            if done.cancelled():
+                outer.cancel()
+                outer.set_running_or_notify_cancel()
+            elif done.exception() is not None:
+                outer.set_exception(done.exception())
+            else:
+                outer.set_result(done.result()[0])
+
+        inner.add_done_callback(_unwrap)
+        return outer
+
+    def map(
+        self,
+        fn: Callable,
+        *iterables: Iterable,
+        timeout: float | None = None,
+        chunksize: int | None = None,
+    ) -> Iterator:
+        """Evaluate genomes -> LapResults in input order.
+
+        ``chunksize`` is the number of genomes per batched simulation; ``None`` picks
+        :func:`default_chunksize`. As in ``concurrent.futures``, all chunks are submitted at
+        once and ``timeout`` counts from this call.
+        """
+        task = require_task(fn)
+        if len(iterables) != 1:
+            raise TypeError("map(task, genomes) takes exactly one iterable of genomes")
+        if chunksize is not None and chunksize < 1:
+            raise ValueError("chunksize must be >= 1")
+        self._check_open()
+        genomes = [as_genome(g) for g in iterables[0]]
+        size = chunksize or default_chunksize(len(genomes), self.workers)
+        chunks = split(genomes, size)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._pool is None:
+            return self._map_inline(task, chunks, deadline)
+        task_json = task.model_dump_json()
+        futures = [self._pool.submit(_evaluate_chunk, task_json, chunk) for chunk in chunks]
+        return self._collect(futures, deadline)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting work and release the worker processes."""
+        with self._lock:
+            self._shutdown = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    # helpers -------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new evaluations after shutdown")
+
+    @staticmethod
+    def _map_inline(task: EvaluationTask, chunks: list, deadline: float | None) -> Iterator:
+        for chunk in chunks:
+            if deadline is not None and time.monotonic() > deadline:
+                raise FuturesTimeout()
+            yield from task.evaluate_batch(chunk)
+
+    @staticmethod
+    def _collect(futures: list[Future], deadline: float | None) -> Iterator:
+        try:
+            for future in futures:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                yield from future.result(remaining)
+        finally:
+            for future in futures:
+                future.cancel()

@@ -1,0 +1,91 @@
+"""``python -m ga.replay RUN_DIR``: re-drive a run's best genome and print its lap.
+
+The lap is simulated again from ``best.json`` alone (genome, task), so this also checks
+that the stored result is reproducible on this machine. To watch the lap in the 3D game:
+``python -m game --replay RUN_DIR/best.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from evaluator import EvaluationTask
+from game import LapResult, TrackError
+
+PROG = "ga.replay"
+
+
+class ReplayError(Exception):
+    """A run folder whose best.json cannot be replayed."""
+
+
+def load_best(run_dir: Path) -> tuple[EvaluationTask, list[float], LapResult | None]:
+    """The task, genome and stored result from ``RUN_DIR/best.json`` (validated)."""
+    path = run_dir / "best.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReplayError(f"no best.json in {run_dir} (is it a ga.run folder?)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReplayError(f"cannot read {path}: {exc}") from None
+    if not isinstance(doc, dict) or not {"genome", "task"} <= doc.keys():
+        raise ReplayError(f"{path} is not a ga.run best.json (needs 'genome' and 'task')")
+    try:
+        task = EvaluationTask.model_validate(doc["task"])
+    except ValidationError as exc:
+        raise ReplayError(f"{path}: invalid task: {exc.errors()[0]['msg']}") from None
+    genome = doc["genome"]
+    if not isinstance(genome, list) or not all(isinstance(g, int | float) for g in genome):
+        raise ReplayError(f"{path}: genome must be a list of numbers")
+    if len(genome) != task.controller.genome_length():
+        raise ReplayError(f"{path}: genome has {len(genome)} genes, the controller needs "
+                          f"{task.controller.genome_length()}")
+    stored = None
+    if isinstance(doc.get("result"), dict):
+        try:
+            stored = LapResult.from_dict(doc["result"])
+        except (TypeError, ValueError, KeyError):
+            stored = None
+    return task, [float(g) for g in genome], stored
+
+
+def describe(result: LapResult) -> str:
+    """One line for a lap result."""
+    if result.finished:
+        head = f"lap {result.lap_time_s:.3f}s ({result.frames} frames)"
+    else:
+        head = f"did not finish: {100 * result.progress:.1f}% of the lap in {result.frames} frames"
+    return f"{head}, {result.collisions} wall contacts, {result.distance_m:.1f} m driven"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a ga.run output folder")
+    args = parser.parse_args(argv)
+    run_dir = Path(args.run_dir)
+    try:
+        task, genome, stored = load_best(run_dir)
+        result = task(genome)
+    except (ReplayError, TrackError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    track = task.track if isinstance(task.track, str) else task.track.name
+    print(f"{track}, {task.controller.kind} controller: {describe(result)}")
+    status = 0
+    if stored is not None:
+        if stored == result:
+            print("identical to the result stored in best.json")
+        else:
+            print(f"DIFFERS from best.json: {describe(stored)}")
+            status = 1
+    print(f"watch it in the game: python -m game --replay {run_dir / 'best.json'}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,348 @@
+"""``python -m ga.run``: evolve a racing controller and write a run folder.
+
+The run folder (default ``runs/<track>-<controller>-s<seed>``) holds ``config.json``,
+``checkpoint.json`` (rewritten atomically after every generation), ``best.json`` (the best
+genome with its task and lap result; deterministic), ``log.csv`` (one row per generation,
+with wall timings), ``fitness.png`` and ``best_lap.png``.
+
+``--resume RUN_DIR`` continues a run in place up to ``--generations`` generations in total
+and ends exactly where the uninterrupted run would have. Evaluation runs on local worker
+processes unless ``--evaluators`` (or ``RRP_EVALUATORS``) names a fleet of evaluator pods.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from concurrent.futures import Executor
+from pathlib import Path
+
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from evaluator import ControllerSpec, EvaluationTask
+from ga import atomic, checkpoint, report
+from ga.baseline import default_max_frames, pursuit_lap
+from ga.checkpoint import CheckpointError
+from ga.config import EvolutionConfig
+from ga.evolve import EvolutionState, initial_generation, next_generation
+from ga.executors import LocalExecutor
+from ga.toolbox import make_statistics, make_toolbox
+from game import DEFAULT_TRACK, TrackError, load_track
+
+PROG = "ga.run"
+DEFAULT_GENERATIONS = 50
+DEFAULT_POPULATION = 64
+DEFAULT_HIDDEN = (8,)
+SEGMENT_FRAMES = 10
+CONTROLLERS = ("mlp", "schedule")
+
+# Options that define the run's course: fixed once a run exists (refused with --resume).
+COURSE_OPTIONS = ("population", "track", "controller", "hidden", "seed", "max_frames")
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=f"python -m {PROG}", description="Evolve a racing controller with a genetic algorithm.")
+    p.add_argument("--generations", type=int, default=None,
+                   help=f"generations after the initial one, in total (default {DEFAULT_GENERATIONS})")
+    p.add_argument("--population", type=int, default=None, help=f"individuals (default {DEFAULT_POPULATION})")
+    p.add_argument("--track", default=None,
+                   help=f"bundled track name or path to a track JSON (default {DEFAULT_TRACK})")
+    p.add_argument("--controller", default=None, help="mlp (default) or schedule")
+    p.add_argument("--hidden", default=None,
+                   help="MLP hidden layer sizes, comma separated "
+                   f"(default {','.join(map(str, DEFAULT_HIDDEN))})")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--max-frames", dest="max_frames", type=int, default=None,
+                   help="frame limit per lap (default: 1.5 x the baseline lap)")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
+    p.add_argument("--out", default=None, help="run folder (default runs/<track>-<controller>-s<seed>)")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR in place")
+    p.add_argument("--evaluators", default=os.environ.get("RRP_EVALUATORS") or None,
+                   help="evaluator pods: URLs, dns://SVC:PORT or k8s://NS/SVC (env RRP_EVALUATORS)")
+    return p
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+def _parse_hidden(text: str | None) -> tuple[int, ...]:
+    if text is None:
+        return DEFAULT_HIDDEN
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise UsageError(f"--hidden must be comma-separated integers, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise UsageError(f"--hidden sizes must be positive integers, got {text!r}")
+    return sizes
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+
+
+def new_config(args: argparse.Namespace) -> tuple[EvolutionConfig, float | None]:
+    """The configuration of a new run and the baseline lap time on its track."""
+    population = DEFAULT_POPULATION if args.population is None else args.population
+    if population < 2:
+        raise UsageError(f"--population must be at least 2, got {population}")
+    kind = args.controller or "mlp"
+    if kind not in CONTROLLERS:
+        raise UsageError(f"unknown controller {kind!r}; choose from {', '.join(CONTROLLERS)}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
+    track_arg = args.track or DEFAULT_TRACK
+    track = load_track(track_arg)
+    baseline = pursuit_lap(track)
+    max_frames = args.max_frames or default_max_frames(baseline)
+    try:
+        if kind == "schedule":
+            # One command per SEGMENT_FRAMES frames, enough of them to cover the whole lap.
+            spec = ControllerSpec(kind=kind, segment_frames=SEGMENT_FRAMES,
+                                  segments=math.ceil(max_frames / SEGMENT_FRAMES))
+        else:
+            spec = ControllerSpec(kind=kind, hidden=_parse_hidden(args.hidden))
+    except ValidationError as exc:
+        raise UsageError(f"invalid controller: {_first_error(exc)}") from None
+    task = EvaluationTask(track=track_arg, max_frames=max_frames, controller=spec).resolved()
+    label = track.name if track_arg == track.name else Path(track_arg).stem
+    config = EvolutionConfig(
+        seed=0 if args.seed is None else args.seed, population=population, task=task, track_label=label
+    )
+    return config, baseline.lap_time_s
+
+
+def default_out(config: EvolutionConfig) -> Path:
+    return Path("runs") / f"{config.track_label}-{config.task.controller.kind}-s{config.seed}"
+
+
+def write_config(run_dir: Path, config: EvolutionConfig, generations: int) -> None:
+    atomic.write_json(run_dir / "config.json", {
+        "generations": generations,
+        "evolution": config.model_dump(mode="json"),
+    })
+
+
+def stored_generations(run_dir: Path) -> int | None:
+    try:
+        return int(json.loads((run_dir / "config.json").read_text())["generations"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+# --- executor ------------------------------------------------------------------------------------
+
+
+def make_executor(args: argparse.Namespace) -> tuple[Executor, str]:
+    """The executor behind ``toolbox.map`` and a short description for the header line."""
+    if args.evaluators:
+        try:
+            from ga.http_executor import HttpExecutor
+        except ImportError as exc:
+            raise UsageError(f"--evaluators needs the HTTP executor, which is not available: {exc}") from None
+        return HttpExecutor(args.evaluators), f"evaluators {args.evaluators}"
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    executor = LocalExecutor(args.workers)
+    return executor, f"{executor.workers} local worker{'s' if executor.workers != 1 else ''}"
+
+
+# --- output --------------------------------------------------------------------------------------
+
+
+class Bar:
+    """tqdm progress bar for the evaluations of one generation (hidden when not a terminal)."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._bar: tqdm | None = None
+
+    def start(self, total: int) -> None:
+        self.close()
+        self._bar = tqdm(total=total, desc=f"gen {self.generation}", unit="lap", leave=False,
+                         file=sys.stderr, disable=None, dynamic_ncols=True)
+
+    def advance(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _lap(value: float | None) -> str:
+    return "     -  " if value is None else f"{value:7.2f}s"
+
+
+def summary_line(entry: dict, evals_per_s: float) -> str:
+    """``gen  12  best   31.24s  mean   35.80s  finished  62%  evals/s  143``"""
+    return (f"gen {entry['gen']:3d}  best {_lap(entry['best_lap'])}  mean {_lap(entry['mean_lap'])}"
+            f"  finished {100 * entry['finished']:3.0f}%  evals/s {evals_per_s:6.0f}")
+
+
+def best_document(config: EvolutionConfig, state: EvolutionState) -> dict:
+    """``best.json``: deterministic (no timings), enough to re-drive the lap anywhere."""
+    best = state.halloffame[0]
+    return {
+        "genome": list(best),
+        "controller": config.task.controller.model_dump(mode="json"),
+        "task": config.task.model_dump(mode="json"),
+        "result": best.result.to_dict(),
+        "fitness": best.fitness.values[0],
+        "track": config.track_label,
+    }
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+class Run:
+    """One run folder being evolved: checkpoint, best.json and log after every generation."""
+
+    def __init__(self, run_dir: Path, config: EvolutionConfig, wall: list[dict]) -> None:
+        self.dir = run_dir
+        self.config = config
+        self.wall = wall
+
+    def save(self, state: EvolutionState, seconds: float, nevals: int) -> float:
+        """Persist the generation just finished; return its evaluations per second."""
+        rate = nevals / seconds if seconds > 0 else 0.0
+        self.wall = [w for w in self.wall if w["gen"] < state.generation]
+        self.wall.append({"gen": state.generation, "seconds": round(seconds, 4),
+                          "evals_per_s": round(rate, 2)})
+        # The RNG state is taken here, after every draw of this generation.
+        checkpoint.save(self.dir / "checkpoint.json", self.config, state, random.getstate(), self.wall)
+        atomic.write_json(self.dir / "best.json", best_document(self.config, state))
+        report.write_log_csv(self.dir / "log.csv", list(state.logbook), self.wall)
+        return rate
+
+
+def evolve(run: Run, state: EvolutionState | None, generations: int, executor: Executor,
+           bar: Bar) -> EvolutionState:
+    """Evolve up to ``generations``, starting fresh (``state`` None) or from a checkpoint."""
+    config = run.config
+    toolbox = make_toolbox(config, executor)
+    stats = make_statistics()
+    if state is None:
+        random.seed(config.seed)
+        bar.generation = 0
+        t0 = time.perf_counter()
+        state = initial_generation(config, toolbox, stats, bar)
+        bar.close()
+        rate = run.save(state, time.perf_counter() - t0, state.logbook[-1]["nevals"])
+        print(summary_line(state.logbook[-1], rate), flush=True)
+    while state.generation < generations:
+        bar.generation = state.generation + 1
+        t0 = time.perf_counter()
+        nevals = next_generation(state, config, toolbox, stats, bar)
+        bar.close()
+        rate = run.save(state, time.perf_counter() - t0, nevals)
+        print(summary_line(state.logbook[-1], rate), flush=True)
+    return state
+
+
+def finish(run: Run, state: EvolutionState, baseline_lap: float | None) -> None:
+    """Draw the reports and compare the best lap with the baseline."""
+    cfg = run.config
+    title = f"{cfg.track_label}, {cfg.task.controller.kind} controller, seed {cfg.seed}"
+    report.plot_fitness(run.dir / "fitness.png", list(state.logbook), baseline_lap, title)
+    report.plot_best_lap(run.dir / "best_lap.png", cfg.task, list(state.halloffame[0]), title)
+    best = state.halloffame[0].result
+    if not best.finished:
+        print(f"best car did not finish: {100 * best.progress:.0f}% of the lap in {best.frames} frames"
+              + ("" if baseline_lap is None else f" (baseline pursuit lap {baseline_lap:.2f}s)"))
+    elif baseline_lap is None:
+        print(f"best lap {best.lap_time_s:.2f}s (the baseline pursuit driver does not finish this track)")
+    else:
+        gain = 100 * (baseline_lap - best.lap_time_s) / baseline_lap
+        verdict = "faster" if gain > 0 else "slower"
+        print(f"best lap {best.lap_time_s:.2f}s vs baseline pursuit {baseline_lap:.2f}s: "
+              f"{abs(gain):.1f}% {verdict}")
+    print(f"run folder: {run.dir}  (replay: python -m ga.replay {run.dir})")
+
+
+def prepare(args: argparse.Namespace):
+    """Resolve the run folder, configuration and starting state from the command line."""
+    if args.generations is not None and args.generations < 1:
+        raise UsageError(f"--generations must be at least 1, got {args.generations}")
+    if args.resume:
+        given = [o for o in COURSE_OPTIONS if getattr(args, o) is not None]
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} cannot be changed on --resume (the run's "
+                             "configuration is in its checkpoint)")
+        if args.out is not None:
+            raise UsageError("--out cannot be combined with --resume (the run continues in place)")
+        run_dir = Path(args.resume)
+        if not run_dir.is_dir():
+            raise UsageError(f"no run folder at {run_dir}")
+        cp = checkpoint.load(run_dir / "checkpoint.json")
+        generations = args.generations or stored_generations(run_dir) or DEFAULT_GENERATIONS
+        cp.restore_rng()
+        baseline = pursuit_lap(cp.config.task.load_track())
+        return Run(run_dir, cp.config, cp.wall), cp.state, generations, baseline.lap_time_s
+    config, baseline_lap = new_config(args)
+    run_dir = Path(args.out) if args.out else default_out(config)
+    if (run_dir / "checkpoint.json").exists():
+        raise UsageError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                         "or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return Run(run_dir, config, []), None, args.generations or DEFAULT_GENERATIONS, baseline_lap
+
+
+def main(argv: list[str] | None = None) -> int:
+    bar = Bar()
+    run = None
+    executor = None
+    try:
+        args = build_parser().parse_args(argv)
+        run, state, generations, baseline_lap = prepare(args)
+        write_config(run.dir, run.config, generations)
+        executor, where = make_executor(args)
+        cfg = run.config
+        base = "does not finish" if baseline_lap is None else f"{baseline_lap:.2f}s"
+        start = "new run" if state is None else f"resuming after generation {state.generation}"
+        print(f"{start}: track {cfg.track_label} (pursuit baseline {base}), "
+              f"controller {cfg.task.controller.kind} "
+              f"({cfg.genome_length()} genes), population {cfg.population}, {generations} generations, "
+              f"max {cfg.task.max_frames} frames, {where} -> {run.dir}", flush=True)
+        state = evolve(run, state, generations, executor, bar)
+        executor.shutdown()
+        executor = None
+        finish(run, state, baseline_lap)
+        return 0
+    except KeyboardInterrupt:
+        bar.close()
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        resumable = run is not None and (run.dir / "checkpoint.json").exists()
+        where = f"; resume with: python -m {PROG} --resume {run.dir}" if resumable else ""
+        print(f"{PROG}: interrupted{where}", file=sys.stderr)
+        return 130
+    except (UsageError, CheckpointError, TrackError) as exc:
+        bar.close()
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

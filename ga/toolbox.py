@@ -1,0 +1,114 @@
+"""DEAP set-up: individual type, operators, statistics.
+
+Genomes are flat real-valued vectors (network weights or a command schedule), so the
+operators are the real-valued ones: blend crossover (cxBlend) mixes parents gene by gene
+and can step slightly outside them, gaussian mutation perturbs a share of the genes,
+tournament selection keeps pressure moderate. Every random draw goes through python's
+``random`` module, which the run seeds and checkpoints: that is the whole of a run's
+randomness.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor
+
+from deap import base, creator, tools
+
+from evaluator.metrics import fitness as lap_fitness
+from ga.config import EvolutionConfig
+
+if not hasattr(creator, "RRPFitness"):
+    creator.create("RRPFitness", base.Fitness, weights=(1.0,))
+if not hasattr(creator, "RRPIndividual"):
+    # ``result`` holds the LapResult behind the fitness, for statistics and best.json.
+    creator.create("RRPIndividual", list, fitness=creator.RRPFitness, result=None)
+
+Individual = creator.RRPIndividual
+
+
+def make_individual(genome: Iterable[float], fitness: float | None = None, result=None):
+    """An individual from stored data (checkpoints) or fresh genes."""
+    ind = Individual(float(x) for x in genome)
+    if fitness is not None:
+        ind.fitness.values = (float(fitness),)
+    ind.result = result
+    return ind
+
+
+def assign(ind, result) -> None:
+    """Attach a lap result and the fitness derived from it."""
+    ind.result = result
+    ind.fitness.values = (float(lap_fitness(result)),)
+
+
+def make_toolbox(config: EvolutionConfig, executor: Executor) -> base.Toolbox:
+    """A toolbox whose ``map`` is ``executor.map`` and whose ``evaluate`` is the task itself.
+
+    ``evaluate`` is set as a plain attribute rather than registered: ``register`` would wrap
+    the task in a ``functools.partial``, and executors accept only a declared task.
+    """
+    tb = base.Toolbox()
+    n = config.genome_length()
+    tb.register("attr_gene", random.gauss, 0.0, config.init_sigma)
+    tb.register("individual", tools.initRepeat, Individual, tb.attr_gene, n)
+    tb.register("population", tools.initRepeat, list, tb.individual)
+    tb.register("mate", tools.cxBlend, alpha=config.blend_alpha)
+    tb.register("mutate", tools.mutGaussian, mu=0.0, sigma=config.mut_sigma, indpb=config.mut_indpb)
+    tb.register("select", tools.selTournament, tournsize=config.tournsize)
+    tb.register("map", executor.map)
+    tb.evaluate = config.task
+    return tb
+
+
+# --- statistics --------------------------------------------------------------------------------
+
+
+def _lap_times(inds: Sequence) -> list[float]:
+    return [ind.result.lap_time_s for ind in inds if ind.result is not None and ind.result.finished]
+
+
+def _best_lap(inds: Sequence) -> float | None:
+    laps = _lap_times(inds)
+    return min(laps) if laps else None
+
+
+def _mean_lap(inds: Sequence) -> float | None:
+    laps = _lap_times(inds)
+    return math.fsum(laps) / len(laps) if laps else None
+
+
+def _finished(inds: Sequence) -> float:
+    return sum(1 for ind in inds if ind.result is not None and ind.result.finished) / max(1, len(inds))
+
+
+def _fit(f: Callable[[list[float]], float]) -> Callable[[Sequence], float]:
+    return lambda inds: f([ind.fitness.values[0] for ind in inds])
+
+
+def make_statistics() -> tools.Statistics:
+    """Per-generation figures for the logbook: fitness and lap times over finished laps.
+
+    Lap statistics are None when no lap finished, which keeps the logbook valid JSON.
+    """
+    stats = tools.Statistics(key=lambda ind: ind)
+    stats.register("fit_max", _fit(max))
+    stats.register("fit_mean", _fit(lambda xs: math.fsum(xs) / len(xs)))
+    stats.register("best_lap", _best_lap)
+    stats.register("mean_lap", _mean_lap)
+    stats.register("finished", _finished)
+    stats.register("best_progress", lambda inds: max(ind.result.progress for ind in inds))
+    return stats
+
+
+LOG_FIELDS = ("gen", "nevals", "fit_max", "fit_mean", "best_lap", "mean_lap", "finished", "best_progress")
+"""Logbook columns, in order (``tools.Logbook.header``)."""
+
+
+def make_logbook() -> tools.Logbook:
+    """An empty logbook with the columns above."""
+    logbook = tools.Logbook()
+    logbook.header = list(LOG_FIELDS)
+    return logbook
