@@ -1,0 +1,564 @@
+"""The evaluator service: an HTTP front (FastAPI) over a pool of simulation worker processes.
+
+``POST /v1/evaluations`` takes a declared :class:`evaluator.EvaluationTask` (track, frame limit, controller
+spec) and a batch of genomes and answers their lap results in order.  Nothing from the network is ever
+unpickled or executed: the body is JSON validated by pydantic models, a track is either the name of a
+bundled track or inline track data (a path on the evaluator's file system is refused), and every genome is
+checked against the controller spec.
+
+The event loop never simulates: each request is one job for a process pool.  At most ``capacity``
+requests are taken at once (running or waiting for a worker); beyond that the answer is
+``503`` with ``Retry-After`` so callers spread work elsewhere instead of queueing without limit.
+Request bodies are limited before they are read (``413``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import multiprocessing
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import asynccontextmanager
+from typing import Any
+
+import prometheus_client as prom
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+
+from evaluator import ControllerSpec, EvaluationTask
+from evaluator.settings import Settings
+from game import DEFAULT_TRACK, TrackError, bundled_tracks
+
+log = logging.getLogger("evaluator.service")
+
+API_PREFIX = "/v1"
+EVALUATIONS_PATH = f"{API_PREFIX}/evaluations"
+CONTROLLER_KINDS = ("mlp", "schedule")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("rallyrobopilot")
+    except Exception:  # pragma: no cover - not installed as a distribution
+        return "0+unknown"
+
+
+# --------------------------------------------------------------------------------------------------
+# Wire models (the contract; they make the OpenAPI document)
+# --------------------------------------------------------------------------------------------------
+
+
+class EvaluationRequest(BaseModel):
+    """A declared task and the genomes to drive with it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: EvaluationTask = Field(description="track (bundled name or inline track data), frame limit, controller spec")
+    genomes: list[list[FiniteFloat]] = Field(
+        min_length=1, description="flat float vectors, each of the controller spec's genome length"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _track_is_bundled_or_inline(cls, data: Any) -> Any:
+        # Runs before the task is built: a string that is not a bundled track name (for example a path
+        # on this machine) never reaches the track loader.
+        if isinstance(data, dict):
+            task = data.get("task")
+            if isinstance(task, dict):
+                track = task.get("track")
+                if isinstance(track, str) and track not in _bundled():
+                    raise ValueError(
+                        f"task.track: unknown track {track!r}; over HTTP a track is a bundled name "
+                        f"({', '.join(_bundled())}) or inline track data"
+                    )
+        return data
+
+    @model_validator(mode="after")
+    def _genome_lengths(self) -> EvaluationRequest:
+        expected = self.task.controller.genome_length()
+        for i, genome in enumerate(self.genomes):
+            if len(genome) != expected:
+                raise ValueError(
+                    f"genomes[{i}]: expected {expected} floats for controller "
+                    f"{self.task.controller.describe()}, got {len(genome)}"
+                )
+        return self
+
+
+class LapResultModel(BaseModel):
+    finished: bool
+    lap_time_s: float | None
+    frames: int
+    progress: float
+    collisions: int
+    distance_m: float
+    steering_changes: int = 0
+
+
+class EvaluationResponse(BaseModel):
+    results: list[LapResultModel] = Field(description="one per genome, in request order")
+    evaluator: str = Field(description="which evaluator answered")
+    elapsed_s: float = Field(description="seconds spent evaluating (excluding the network)")
+
+
+class InfoResponse(BaseModel):
+    version: str
+    evaluator: str
+    tracks: list[str]
+    controller_kinds: list[str]
+    capacity: int = Field(description="evaluation requests taken at once; beyond it 503")
+    workers: int
+    max_batch: int
+    max_frames: int
+    max_body_bytes: int
+    auth: bool
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+    errors: list[dict[str, str]] = Field(default_factory=list)
+
+
+_BUNDLED: tuple[str, ...] | None = None
+
+
+def _bundled() -> tuple[str, ...]:
+    global _BUNDLED
+    if _BUNDLED is None:
+        _BUNDLED = tuple(bundled_tracks())
+    return _BUNDLED
+
+
+# --------------------------------------------------------------------------------------------------
+# Worker side (runs in the pool's processes)
+# --------------------------------------------------------------------------------------------------
+
+_TASKS: OrderedDict[str, EvaluationTask] = OrderedDict()
+_TASK_CACHE_SIZE = 16
+
+
+def _worker_task(task_json: str) -> EvaluationTask:
+    task = _TASKS.get(task_json)
+    if task is None:
+        task = EvaluationTask.model_validate_json(task_json)
+        _TASKS[task_json] = task
+        while len(_TASKS) > _TASK_CACHE_SIZE:
+            _TASKS.popitem(last=False)
+    else:
+        _TASKS.move_to_end(task_json)
+    return task
+
+
+def worker_evaluate(task_json: str, genomes: Sequence[Sequence[float]]) -> list[dict]:
+    """Evaluate a batch in a worker process; the task object (and its track) is cached per worker."""
+    task = _worker_task(task_json)
+    # a track name from the network is looked up among the bundled tracks only, never as a path
+    track = task.load_track_for_network()
+    return [r.to_dict() for r in task.evaluate_batch(genomes, track=track)]
+
+
+def worker_warm_up() -> int:
+    """First job of a worker: imports and compiles the simulation before the service says it is ready."""
+    import os
+
+    for kind in CONTROLLER_KINDS:
+        spec = ControllerSpec(kind=kind)
+        task = EvaluationTask(track=DEFAULT_TRACK, max_frames=2, controller=spec)
+        worker_evaluate(task.model_dump_json(), [[0.0] * spec.genome_length()])
+    return os.getpid()
+
+
+# --------------------------------------------------------------------------------------------------
+# Service state
+# --------------------------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, field: str | None, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.field = field
+        self.message = message
+        self.headers = headers or {}
+
+    def response(self) -> JSONResponse:
+        detail = f"{self.field}: {self.message}" if self.field else self.message
+        errors = [{"field": self.field or "", "message": self.message}]
+        return JSONResponse({"detail": detail, "errors": errors}, self.status, headers=self.headers)
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = prom.CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.evaluations = prom.Counter("rrp_evaluations", "Evaluation requests answered with results", registry=r)
+        self.laps = prom.Counter("rrp_laps_simulated", "Laps simulated (one per genome)", registry=r)
+        self.errors = prom.Counter(
+            "rrp_errors", "Evaluation requests not answered with results, by reason", ["reason"], registry=r
+        )
+        self.busy = prom.Gauge("rrp_busy_workers", "Worker processes running an evaluation", registry=r)
+        self.workers = prom.Gauge("rrp_workers", "Worker processes", registry=r)
+        self.inflight = prom.Gauge("rrp_inflight_requests", "Evaluation requests taken", registry=r)
+        self.capacity = prom.Gauge("rrp_capacity", "Evaluation requests taken at once", registry=r)
+        self.latency = prom.Histogram(
+            "rrp_evaluation_seconds",
+            "Time to evaluate one request (queue for a worker + simulation)",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+
+
+class ServiceState:
+    """The pool, the in-flight count and the metrics of one service instance."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = _Metrics()
+        self.metrics.workers.set(settings.workers)
+        self.metrics.capacity.set(settings.capacity)
+        self.inflight = 0
+        self.jobs = 0
+        self.ready = False
+        self.pool: ProcessPoolExecutor | None = None
+        self._warm_task: asyncio.Task | None = None
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["numpy", "game", "evaluator"])
+
+    # pool --------------------------------------------------------------------------------------
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.settings.workers, mp_context=self._ctx)
+
+    async def start(self) -> None:
+        """Start the pool; the service is ready once every worker has warmed up (in the background)."""
+        self.pool = self._new_pool()
+        self._warm_task = asyncio.create_task(self._first_warm_up())
+
+    async def _first_warm_up(self) -> None:
+        try:
+            await self._warm_up()
+        except Exception:
+            log.exception("worker warm-up failed")
+            raise
+        self.ready = True
+        log.info("evaluator ready: %d workers, capacity %d", self.settings.workers, self.settings.capacity)
+
+    async def _warm_up(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self.pool is not None
+        jobs = [loop.run_in_executor(self.pool, worker_warm_up) for _ in range(self.settings.workers)]
+        await asyncio.gather(*jobs)
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._warm_task is not None:
+            self._warm_task.cancel()
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    async def _replace_broken_pool(self, broken: ProcessPoolExecutor) -> None:
+        if self.pool is broken:
+            log.error("a worker process died; starting a new pool")
+            self.ready = False
+            self.pool = self._new_pool()
+            broken.shutdown(wait=False, cancel_futures=True)
+            try:
+                await self._warm_up()
+            finally:
+                self.ready = True
+
+    # evaluation --------------------------------------------------------------------------------
+    def _set_busy(self) -> None:
+        self.metrics.busy.set(min(self.jobs, self.settings.workers))
+
+    async def evaluate(self, task_json: str, genomes: list[list[float]]) -> list[dict]:
+        pool = self.pool
+        if pool is None or not self.ready:
+            raise ApiError(503, None, "evaluator is starting or stopping", self.retry_headers())
+        loop = asyncio.get_running_loop()
+        self.jobs += 1
+        self._set_busy()
+        try:
+            return await loop.run_in_executor(pool, worker_evaluate, task_json, genomes)
+        except BrokenProcessPool:
+            self.metrics.errors.labels("worker_died").inc()
+            await self._replace_broken_pool(pool)
+            raise ApiError(503, None, "a worker process died; retry", self.retry_headers()) from None
+        finally:
+            self.jobs -= 1
+            self._set_busy()
+
+    def retry_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.settings.retry_after_s)}
+
+
+# --------------------------------------------------------------------------------------------------
+# ASGI guard: authentication, capacity and body size, all before the body is read or parsed
+# --------------------------------------------------------------------------------------------------
+
+
+async def _send_json(send, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
+    payload = json.dumps(body).encode()
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    for k, v in (headers or {}).items():
+        raw_headers.append((k.lower().encode(), v.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _error_body(field: str | None, message: str) -> dict:
+    return {
+        "detail": f"{field}: {message}" if field else message,
+        "errors": [{"field": field or "", "message": message}],
+    }
+
+
+class EvaluationGuard:
+    """Pure ASGI middleware for ``POST /v1/evaluations``.
+
+    In this order: bearer token (401), declared ``Content-Length`` over the limit (413, nothing read),
+    capacity (503 + ``Retry-After``), then the body is read up to the limit (413 as soon as it is
+    exceeded, for chunked uploads) and replayed to the application.  The in-flight count covers the
+    request until its response is sent.
+    """
+
+    def __init__(self, app, state: ServiceState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != EVALUATIONS_PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        state = self.state
+        settings = state.settings
+        errors = state.metrics.errors
+        headers = dict(scope["headers"])
+
+        if settings.token is not None:
+            auth = headers.get(b"authorization", b"").decode("latin-1")
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.token.encode()):
+                errors.labels("unauthorized").inc()
+                await _send_json(
+                    send,
+                    401,
+                    _error_body("Authorization", "missing or wrong bearer token"),
+                    {"WWW-Authenticate": "Bearer"},
+                )
+                return
+
+        limit = settings.max_body_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                errors.labels("invalid").inc()
+                await _send_json(send, 400, _error_body("Content-Length", "not an integer"))
+                return
+            if length > limit:
+                errors.labels("too_large").inc()
+                await _send_json(
+                    send,
+                    413,
+                    _error_body("body", f"request body of {length} bytes exceeds the limit of {limit} bytes"),
+                    {"Connection": "close"},
+                )
+                return
+
+        if state.inflight >= settings.capacity:
+            errors.labels("overloaded").inc()
+            await _send_json(
+                send,
+                503,
+                _error_body(
+                    None,
+                    f"evaluator busy: {state.inflight} evaluations in flight (capacity {settings.capacity}); "
+                    f"retry after {settings.retry_after_s} s",
+                ),
+                state.retry_headers(),
+            )
+            return
+
+        state.inflight += 1
+        state.metrics.inflight.set(state.inflight)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    errors.labels("too_large").inc()
+                    await _send_json(
+                        send,
+                        413,
+                        _error_body("body", f"request body exceeds the limit of {limit} bytes"),
+                        {"Connection": "close"},
+                    )
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+            chunks.clear()
+            replayed = False
+
+            async def replay():
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send)
+        finally:
+            state.inflight -= 1
+            state.metrics.inflight.set(state.inflight)
+
+
+# --------------------------------------------------------------------------------------------------
+# The application
+# --------------------------------------------------------------------------------------------------
+
+
+def _field_name(loc: Sequence[Any]) -> str:
+    parts = [p for p in loc if p != "body"]
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += f".{p}" if out else str(p)
+    return out
+
+
+_ERROR_STATUS = {401: "unauthorized", 413: "too_large", 422: "invalid", 503: "overloaded"}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the evaluator service (an ASGI app); the worker pool starts with the app's lifespan."""
+    settings = settings or Settings()
+    state = ServiceState(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    app = FastAPI(
+        title="RallyRoboPilot evaluator",
+        version=_version(),
+        description="Runs full laps of declared evaluation tasks for batches of genomes.",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        state.metrics.errors.labels(_ERROR_STATUS.get(exc.status, "error")).inc()
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        state.metrics.errors.labels("invalid").inc()
+        errors = []
+        for err in exc.errors():
+            field = _field_name(err.get("loc", ()))
+            msg = str(err.get("msg", "invalid"))
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, ") :]
+                # our model validators name the field at the start of the message
+                head, sep, rest = msg.partition(": ")
+                if sep and " " not in head:
+                    field, msg = head, rest
+            errors.append({"field": field, "message": msg})
+        detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
+        return JSONResponse({"detail": detail or "invalid request", "errors": errors}, 422)
+
+    error_responses = {
+        401: {"model": ErrorResponse, "description": "missing or wrong bearer token"},
+        413: {"model": ErrorResponse, "description": "body or batch too large"},
+        422: {"model": ErrorResponse, "description": "invalid task or genomes (message names the field)"},
+        503: {"model": ErrorResponse, "description": "at capacity or starting; see Retry-After"},
+    }
+
+    @app.post(EVALUATIONS_PATH, response_model=EvaluationResponse, responses=error_responses)
+    async def evaluations(request: EvaluationRequest) -> Response:
+        task = request.task
+        if task.max_frames > settings.max_frames:
+            raise ApiError(
+                422, "task.max_frames", f"{task.max_frames} exceeds this evaluator's limit of {settings.max_frames}"
+            )
+        if len(request.genomes) > settings.max_batch:
+            raise ApiError(413, "genomes", f"batch of {len(request.genomes)} exceeds the limit of {settings.max_batch}")
+        task_json = task.model_dump_json()
+        start = time.perf_counter()
+        try:
+            with state.metrics.latency.time():
+                results = await state.evaluate(task_json, request.genomes)
+        except ApiError:
+            raise
+        except TrackError as exc:
+            raise ApiError(422, "task.track", f"invalid track: {exc}") from None
+        except Exception as exc:
+            log.exception("evaluation failed")
+            state.metrics.errors.labels("internal").inc()
+            return JSONResponse(_error_body(None, f"evaluation failed: {type(exc).__name__}: {exc}"), 500)
+        elapsed = time.perf_counter() - start
+        state.metrics.evaluations.inc()
+        state.metrics.laps.inc(len(results))
+        payload = {"results": results, "evaluator": settings.evaluator_id, "elapsed_s": elapsed}
+        return Response(json.dumps(payload), media_type="application/json")
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"description": "not ready"}})
+    async def readyz() -> Response:
+        body = {"ready": state.ready, "inflight": state.inflight, "capacity": settings.capacity}
+        return JSONResponse(body, 200 if state.ready else 503)
+
+    @app.get(f"{API_PREFIX}/info", response_model=InfoResponse)
+    async def info() -> InfoResponse:
+        return InfoResponse(
+            version=_version(),
+            evaluator=settings.evaluator_id,
+            tracks=list(_bundled()),
+            controller_kinds=list(CONTROLLER_KINDS),
+            capacity=settings.capacity,
+            workers=settings.workers,
+            max_batch=settings.max_batch,
+            max_frames=settings.max_frames,
+            max_body_bytes=settings.max_body_bytes,
+            auth=settings.token is not None,
+        )
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(prom.generate_latest(state.metrics.registry), media_type=prom.CONTENT_TYPE_LATEST)
+
+    app.add_middleware(EvaluationGuard, state=state)
+    return app
