@@ -28,7 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from game import KEYS, TrackError, bundled_tracks, load_bundled_track
+from game import KEYS, Track, TrackError, bundled_tracks, load_bundled_track
 from game.app import GameError, GameRunner, NotReady
 
 MAX_BODY = 64 * 1024
@@ -62,10 +62,22 @@ class StepIn(BaseModel):
     steps: int = Field(1, ge=1, le=MAX_STEPS, description="frames to advance holding these keys")
 
 
+class TrackIn(BaseModel):
+    """An inline track (validated like a track file: closed, no self-intersection, minimum width)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=64)
+    width: float
+    points: list[tuple[float, float]] = Field(min_length=4, max_length=2000)
+    description: str = Field("", max_length=500)
+
+
 class ResetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     track: str | None = Field(None, max_length=100, description="bundled track name (default: current track)")
-    max_frames: int | None = Field(None, ge=1, le=10_000_000)
+    track_data: TrackIn | None = Field(None, description="an inline track instead of a bundled name")
+    max_frames: int | None = Field(None, ge=1, le=10_000_000, description="end the lap after this many frames")
+    stall_frames: int | None = Field(None, ge=0, le=10_000_000, description="end the lap without progress")
     continuous: bool = Field(True, description="keep lapping after the line (false: one lap, as evaluated)")
 
 
@@ -227,14 +239,21 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True) -> FastAP
         need_ready()
         body = body or ResetIn()
         track = None
+        if body.track is not None and body.track_data is not None:
+            raise GameError("give either track (a bundled name) or track_data (an inline track), not both", 422)
+        if (body.track is not None or body.track_data is not None) and not allow_track_change:
+            raise GameError("changing the track is disabled on this game", 403)
         if body.track is not None:
-            if not allow_track_change:
-                raise GameError("changing the track is disabled on this game", 403)
             try:
                 track = load_bundled_track(body.track)
             except TrackError as exc:
                 raise GameError(f"{exc}; bundled tracks: {bundled_tracks()}", 422) from None
-        return runner.call(lambda: runner.reset(track, body.max_frames, body.continuous))
+        elif body.track_data is not None:
+            try:
+                track = Track.from_json(body.track_data.model_dump(), source="track_data")
+            except TrackError as exc:
+                raise GameError(f"invalid track_data: {exc}", 422) from None
+        return runner.call(lambda: runner.reset(track, body.max_frames, body.continuous, body.stall_frames))
 
     @app.get("/v1/frame", responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}})
     def frame(format: Literal["png", "jpeg"] = Query("png", description="image encoding")):  # noqa: A002

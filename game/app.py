@@ -144,8 +144,7 @@ class GameRunner:
         clock: Clock = time.monotonic,
         renderer: Renderer | None = None,
         recorder: Any = None,
-        driver: Callable[[Any, Any], Any] | None = None,
-        track_loader: Callable[[str], Track] | None = None,
+        driver: Callable[[Race, Any], Any] | None = None,
     ):
         if mode not in ("realtime", "lockstep"):
             raise ValueError(f"mode must be 'realtime' or 'lockstep', not {mode!r}")
@@ -154,8 +153,7 @@ class GameRunner:
         self.pacer = Pacer(FPS, clock)
         self.renderer = renderer
         self.recorder = recorder
-        self.driver = driver          # driver(race, observation) -> (1,4) bool controls
-        self.track_loader = track_loader
+        self.driver = driver          # driver(race, observation) -> (1, 4) bool controls
         self.lock = threading.RLock()
         self.ready = threading.Event()
         self.stopped = threading.Event()
@@ -173,12 +171,12 @@ class GameRunner:
             "commands_applied": 0, "commands_refused": 0, "laps": 0,
         }
         self.max_lag_s = 0.0
-        self._new_race(track, None, True)
+        self._new_race(track, None, True, None)
 
     # -- race ------------------------------------------------------------------------------------
-    def _new_race(self, track: Track, max_frames: int | None, continuous: bool) -> None:
+    def _new_race(self, track: Track, max_frames: int | None, continuous: bool, stall_frames: int | None) -> None:
         self.track = track
-        self.race = Race(track, 1, max_frames=max_frames, continuous=continuous)
+        self.race = Race(track, 1, max_frames=max_frames, stall_frames=stall_frames, continuous=continuous)
         self.obs = self.race.reset()
         self.continuous = continuous
         self.max_frames = max_frames
@@ -196,12 +194,16 @@ class GameRunner:
         return int(self.race.frame)
 
     def reset(self, track: Track | None = None, max_frames: int | None = None,
-              continuous: bool = True) -> dict[str, Any]:
-        """Back to the base state on the start line (loop thread only; HTTP uses ``call``)."""
+              continuous: bool = True, stall_frames: int | None = None) -> dict[str, Any]:
+        """Back to the base state on the start line (loop thread only; HTTP uses ``call``).
+
+        ``max_frames``/``stall_frames``/``continuous=False`` make it a single evaluated lap, exactly
+        as ``EvaluationTask`` runs it in-process.
+        """
         with self.lock:
             cancelled = sum(len(v) for v in self._schedule.values())
             changed = track is not None and track is not self.track
-            self._new_race(track or self.track, max_frames, continuous)
+            self._new_race(track or self.track, max_frames, continuous, stall_frames)
             self.resets += 1
             self.pacer.start(0)
         if changed and self.renderer is not None:

@@ -1,0 +1,162 @@
+"""python -m game: the RallyRoboPilot game with its HTTP control API and frame recorder.
+
+    python -m game [--track NAME|PATH] [--headless] [--port 8200] [--mode realtime|lockstep]
+                   [--redis redis://HOST:6379/0] [--replay RUN_DIR/best.json] [--driver pursuit]
+
+Environment: RRP_PORT, RRP_HOST, RRP_REDIS (same meaning as the flags; flags win).
+The HTTP API starts first, so requests during start-up get 503 "starting" instead of an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+
+from game import DEFAULT_TRACK, TrackError, load_track
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 320x240, got {text!r}") from None
+    if not (16 <= w <= 4096 and 16 <= h <= 4096):
+        raise argparse.ArgumentTypeError(f"size {w}x{h} out of range (16..4096)")
+    return w, h
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ
+    p = argparse.ArgumentParser(prog="python -m game", description="RallyRoboPilot: drive, serve, record.")
+    p.add_argument("--track", default=None, help=f"bundled track name or track JSON path (default {DEFAULT_TRACK}; "
+                                                 "with --replay, the replayed task's track)")
+    p.add_argument("--headless", action="store_true", help="render offscreen (EGL, no display needed)")
+    p.add_argument("--no-render", action="store_true", help="no Ursina at all: simulation + HTTP API only")
+    p.add_argument("--host", default=env.get("RRP_HOST", "127.0.0.1"), help="HTTP bind address (env RRP_HOST)")
+    p.add_argument("--port", type=int, default=int(env.get("RRP_PORT", "8200")),
+                   help="HTTP port, 0 = any free port (env RRP_PORT)")
+    p.add_argument("--no-api", action="store_true", help="do not serve the HTTP API")
+    p.add_argument("--mode", choices=["realtime", "lockstep"], default="realtime")
+    p.add_argument("--redis", default=env.get("RRP_REDIS") or None,
+                   help="record camera frames to this Redis (env RRP_REDIS)")
+    p.add_argument("--session", default=None, help="recording session id (default: time + random)")
+    p.add_argument("--record-every", type=int, default=1, metavar="K", help="record every K-th frame")
+    p.add_argument("--frame-size", type=_size, default=(320, 240), metavar="WxH", help="camera frame size")
+    p.add_argument("--image-format", choices=["jpeg", "png"], default="jpeg")
+    p.add_argument("--stream-maxlen", type=int, default=20_000, help="frames kept per session stream")
+    p.add_argument("--window-size", type=_size, default=None, metavar="WxH")
+    p.add_argument("--replay", default=None, metavar="BEST_JSON", help="drive the evolved controller of a GA run")
+    p.add_argument("--driver", choices=["keyboard", "pursuit"], default="keyboard",
+                   help="who drives when not replaying: keyboard/HTTP, or the pure-pursuit baseline")
+    p.add_argument("--log-level", default="warning")
+    args = p.parse_args(argv)
+    if args.record_every < 1:
+        p.error("--record-every must be >= 1")
+    if args.replay and args.driver != "keyboard":
+        p.error("--replay and --driver pursuit are exclusive")
+    return args
+
+
+def build_driver(args: argparse.Namespace, track_arg: str | None):
+    """(track, driver callable or None, description) from --replay / --driver."""
+    if args.replay:
+        from evaluator import make_controller
+        from game.remote import load_best
+
+        task, genome, recorded = load_best(args.replay)
+        track = load_track(track_arg) if track_arg else task.load_track()
+        controller = make_controller(task.controller, task.genome_array([genome]))
+
+        def replay_driver(race, obs):
+            return controller.act(obs, race.frame)
+
+        lap = recorded.get("lap_time_s")
+        desc = f"replaying {args.replay} ({task.controller.describe()}" + (f", lap {lap:.2f} s)" if lap else ")")
+        return track, replay_driver, desc
+    track = load_track(track_arg or DEFAULT_TRACK)
+    if args.driver == "pursuit":
+        from game import PursuitDriver
+
+        pursuit = PursuitDriver(track)
+        return track, (lambda race, obs: pursuit.act(race)), "pure-pursuit baseline driving"
+    return track, None, "keyboard (WASD/arrows) and HTTP controls"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        track, driver, desc = build_driver(args, args.track)
+    except TrackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot replay: {exc}", file=sys.stderr)
+        return 2
+
+    from game.app import GameRunner
+
+    recorder = None
+    if args.redis:
+        from game.recorder import FrameRecorder
+
+        recorder = FrameRecorder(args.redis, args.session, every=args.record_every, fmt=args.image_format,
+                                 maxlen=args.stream_maxlen,
+                                 metadata={"track": track.name, "size": list(args.frame_size), "mode": args.mode,
+                                           "replay": args.replay}).start()
+        if args.no_render:
+            print("warning: --no-render records no camera frames", file=sys.stderr)
+
+    runner = GameRunner(track, args.mode, recorder=recorder, driver=driver)
+    server = None
+    if not args.no_api:
+        from game.api import ApiServer
+
+        try:
+            server = ApiServer(runner, host=args.host, port=args.port).start()
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+    stop = threading.Event()
+
+    def _stop(*_: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        if not args.no_render:
+            from game.scene import UrsinaRenderer
+
+            runner.renderer = UrsinaRenderer(track, headless=args.headless, window_size=args.window_size,
+                                             frame_size=args.frame_size)
+        info = {"event": "ready", "url": f"http://{args.host}:{server.port}" if server else None,
+                "mode": args.mode, "track": track.name, "driver": desc,
+                "render": "none" if args.no_render else ("headless" if args.headless else "window"),
+                "session": recorder.session if recorder else None}
+        print(json.dumps(info), flush=True)
+        runner.run(stop)
+    except SystemExit:  # the window was closed
+        pass
+    finally:
+        stop.set()
+        if server is not None:
+            server.stop()
+        if recorder is not None:
+            recorder.close(timeout=5)
+            s = recorder.snapshot()
+            print(json.dumps({"event": "recorded", "session": s["session"], "written": s["written"],
+                              "dropped": s["dropped"]}), flush=True)
+        if runner.renderer is not None:
+            runner.renderer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

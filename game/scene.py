@@ -1,0 +1,301 @@
+"""The Ursina front end: builds the 3D scene from track data and renders the simulation's state.
+
+Imported only by ``python -m game`` (never by the simulation core). Ursina renders; it never
+advances the game: ``application.calculate_dt`` is off and ``time.dt`` is fixed to 1/25 s, and
+each ``draw`` is one ``taskMgr.step()`` after the runner stepped the simulation.
+
+Coordinates: track (x, y) maps to Ursina (x, z); heading h (radians, CCW from +x) maps to
+``rotation_y = 90 - degrees(h)``.
+
+Headless (``headless=True``): Panda3D's ``p3headlessgl`` display (EGL + Mesa's software rasteriser,
+no X server, no GPU) with an offscreen window. Camera frames for the recorder and ``/v1/frame``
+come from an offscreen buffer of ``frame_size`` that sees the 3D scene only (no HUD).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+import numpy as np
+
+from game import DT, Track
+
+SKY = (0.53, 0.74, 0.92)
+GRASS = (0.33, 0.55, 0.25)
+ROAD = (0.36, 0.36, 0.38)
+KERB_A = (0.85, 0.12, 0.1)
+KERB_B = (0.95, 0.95, 0.95)
+WALL_HEIGHT = 1.2
+_prc_done = False
+
+
+def configure_panda(headless: bool) -> None:
+    """Panda3D settings that must be in place before Ursina opens its window."""
+    global _prc_done
+    if _prc_done:
+        return
+    from panda3d.core import loadPrcFileData
+
+    lines = ["audio-library-name null", "sync-video false", "notify-level-device fatal",
+             "notify-level-display error", "notify-level-pnmimage error"]
+    if headless:
+        lines += ["load-display p3headlessgl", "aux-display p3headlessgl"]
+    for line in lines:
+        loadPrcFileData("rrp", line)
+    _prc_done = True
+
+
+def road_mesh_data(track: Track) -> tuple[list, list, list]:
+    """Vertices (x, y, z), triangles and colours of the road surface between the walls."""
+    left, right = np.asarray(track.left_wall), np.asarray(track.right_wall)
+    k = len(left)
+    verts = []
+    for i in range(k):
+        verts.append((float(left[i, 0]), 0.02, float(left[i, 1])))
+        verts.append((float(right[i, 0]), 0.02, float(right[i, 1])))
+    tris = []
+    for i in range(k):
+        a, b = 2 * i, 2 * i + 1
+        c, d = 2 * ((i + 1) % k), 2 * ((i + 1) % k) + 1
+        tris += [(a, b, c), (b, d, c), (a, c, b), (b, c, d)]  # both faces
+    shade = [0.96 + 0.04 * math.sin(i * 0.35) for i in range(k)]
+    cols = []
+    for i in range(k):
+        c = tuple(v * shade[i] for v in ROAD) + (1.0,)
+        cols += [c, c]
+    return verts, tris, cols
+
+
+def wall_mesh_data(wall: np.ndarray, height: float = WALL_HEIGHT, stripe_m: float = 4.0) -> tuple[list, list, list]:
+    """A vertical wall along a closed polyline, striped red/white every ``stripe_m`` metres."""
+    wall = np.asarray(wall)
+    k = len(wall)
+    seg = np.linalg.norm(np.roll(wall, -1, axis=0) - wall, axis=1)
+    arc = np.concatenate([[0.0], np.cumsum(seg)[:-1]])
+    verts, tris, cols = [], [], []
+    for i in range(k):
+        j = (i + 1) % k
+        base = len(verts)
+        (x0, z0), (x1, z1) = wall[i], wall[j]
+        verts += [(float(x0), 0.0, float(z0)), (float(x1), 0.0, float(z1)),
+                  (float(x1), height, float(z1)), (float(x0), height, float(z0))]
+        tris += [(base, base + 1, base + 2), (base, base + 2, base + 3),
+                 (base, base + 2, base + 1), (base, base + 3, base + 2)]
+        c = KERB_A if int(arc[i] // stripe_m) % 2 == 0 else KERB_B
+        top = tuple(min(1.0, v * 1.05) for v in c) + (1.0,)
+        low = tuple(v * 0.75 for v in c) + (1.0,)
+        cols += [low, low, top, top]
+    return verts, tris, cols
+
+
+def tree_positions(track: Track, n: int = 140, seed: int = 7, clearance: float = 6.0) -> np.ndarray:
+    """Seeded scenery positions off the road (at least ``clearance`` metres beyond the walls)."""
+    rng = np.random.default_rng(seed)
+    c = np.asarray(track.centerline)
+    lo, hi = c.min(0) - 60, c.max(0) + 60
+    pts = rng.uniform(lo, hi, size=(n * 4, 2))
+    d = np.sqrt(((pts[:, None, :] - c[None, ::2, :]) ** 2).sum(-1)).min(1)
+    keep = pts[d > track.width / 2 + clearance]
+    return keep[:n]
+
+
+class UrsinaRenderer:
+    """Draws a ``GameRunner`` state with Ursina; captures camera frames as (H, W, 3) uint8 arrays."""
+
+    def __init__(self, track: Track, *, headless: bool = False, window_size: tuple[int, int] | None = None,
+                 frame_size: tuple[int, int] = (320, 240), hud: bool = True, title: str = "RallyRoboPilot"):
+        configure_panda(headless)
+        from ursina import Ursina, application, color, window
+
+        self.headless = headless
+        self.interactive = not headless
+        self.frame_size = frame_size
+        if window_size is None:
+            window_size = frame_size if headless else (1024, 768)
+        self.app = Ursina(title=title, window_type="offscreen" if headless else "onscreen",
+                          development_mode=False, size=window_size, vsync=False, borderless=False,
+                          fullscreen=False)
+        application.calculate_dt = False
+        import time as _time
+
+        _time.dt = DT  # Ursina's per-frame time: one simulation step
+        window.color = color.rgb(*SKY)
+        from ursina import camera
+
+        # offscreen windows never send 'aspectRatioChanged', so Ursina would leave the UI lens unsized
+        aspect = window_size[0] / window_size[1]
+        camera.ui_lens.set_film_size(camera.ui_size * 0.5 * aspect, camera.ui_size * 0.5)
+        if not headless:
+            try:
+                window.fullscreen = False
+                window.size = window_size
+            except Exception:  # noqa: BLE001 - window managers differ; not essential
+                pass
+        self._track_root = None
+        self._track_children: list[Any] = []
+        self._build_car()
+        self._build_hud(hud)
+        self._build_capture()
+        self.set_track(track)
+        if headless:
+            # nobody sees the offscreen window: render only the capture buffer (about 2x faster)
+            self.app.win.setActive(False)
+
+    # -- scene ---------------------------------------------------------------------------------------
+    def set_track(self, track: Track) -> None:
+        """(Re)build the static scene of ``track``, flattened into a few draw calls."""
+        from ursina import Entity, Mesh, color, destroy, scene
+
+        if self._track_root is not None:
+            for e in self._track_children:
+                if e in scene.entities:
+                    scene.entities.remove(e)
+            destroy(self._track_root)
+        self.track = track
+        root = Entity()
+        children = []
+
+        def add(**kw):
+            e = Entity(parent=root, **kw)
+            children.append(e)
+            return e
+
+        c = np.asarray(track.centerline)
+        mid = (c.min(0) + c.max(0)) / 2
+        span = float((c.max(0) - c.min(0)).max()) + 400
+        add(model="plane", color=color.rgb(*GRASS), scale=(span, 1, span), position=(float(mid[0]), 0, float(mid[1])))
+        v, t, col = road_mesh_data(track)
+        add(model=Mesh(vertices=v, triangles=t, colors=col))
+        for wall in (track.left_wall, track.right_wall):
+            v, t, col = wall_mesh_data(wall)
+            add(model=Mesh(vertices=v, triangles=t, colors=col))
+        # start/finish line: a chequered strip across the road at the start pose
+        x, y, h = track.start
+        nx, ny = -math.sin(h), math.cos(h)
+        squares = 8
+        size = track.width / squares
+        for i in range(squares):
+            for row in range(2):
+                off = (i + 0.5) * size - track.width / 2
+                px = x + nx * off + math.cos(h) * (row - 0.5) * size
+                py = y + ny * off + math.sin(h) * (row - 0.5) * size
+                add(model="plane", color=color.white if (i + row) % 2 == 0 else color.black,
+                    scale=(size, 1, size), position=(px, 0.04, py), rotation_y=90 - math.degrees(h))
+        # gantry over the start line
+        for side in (-1, 1):
+            px, py = x + nx * side * (track.width / 2 + 1.5), y + ny * side * (track.width / 2 + 1.5)
+            add(model="cube", color=color.dark_gray, scale=(0.5, 8, 0.5), position=(px, 4, py))
+        add(model="cube", color=color.orange, scale=(0.6, 0.9, track.width + 3.5), position=(x, 8, y),
+            rotation_y=-math.degrees(h))
+        # scenery: trees
+        rng = np.random.default_rng(11)
+        for i, (tx, ty) in enumerate(tree_positions(track)):
+            hgt = float(rng.uniform(4, 9))
+            add(model="cube", color=color.rgb(0.4, 0.26, 0.13), scale=(0.5, hgt * 0.4, 0.5),
+                position=(float(tx), hgt * 0.2, float(ty)))
+            g = float(rng.uniform(0.75, 1.0))
+            add(model="icosphere" if i % 3 else "diamond", color=color.rgb(0.1, 0.35 * g + 0.1, 0.12),
+                scale=(hgt * 0.45, hgt * 0.7, hgt * 0.45), position=(float(tx), hgt * 0.65, float(ty)))
+        root.flattenStrong()  # one static scene: a handful of draw calls instead of hundreds
+        for e in children:  # their nodes were merged into root; Ursina need not visit them
+            if e in scene.entities:
+                scene.entities.remove(e)
+        self._track_root = root
+        self._track_children = children
+
+    def _build_car(self) -> None:
+        from ursina import Entity, color
+
+        car = Entity()
+        Entity(parent=car, model="cube", color=color.rgb(0.8, 0.08, 0.08), scale=(1.9, 0.6, 4.2), y=0.55)
+        Entity(parent=car, model="cube", color=color.rgb(0.15, 0.15, 0.2), scale=(1.6, 0.5, 1.9), y=1.05, z=-0.3)
+        Entity(parent=car, model="cube", color=color.rgb(0.95, 0.85, 0.2), scale=(1.9, 0.08, 0.5), y=0.9, z=-2.0)
+        for sx in (-1, 1):
+            for sz in (-1.35, 1.35):
+                Entity(parent=car, model="cube", color=color.rgb(0.05, 0.05, 0.05), scale=(0.35, 0.7, 0.75),
+                       position=(sx * 0.95, 0.35, sz))
+        self.car = car
+
+    def _build_hud(self, enabled: bool) -> None:
+        from ursina import Entity, Text, camera, color
+
+        self.hud = None
+        if not enabled:
+            return
+        from ursina import window
+
+        left = window.top_left[0]
+        self.hud_panel = Entity(parent=camera.ui, model="quad", color=color.rgba(0, 0, 0, 0.55), origin=(-0.5, 0.5),
+                                scale=(0.62, 0.135), position=(left + 0.01, 0.49, 1))
+        self.hud = Text("", parent=camera.ui, position=(left + 0.025, 0.48), scale=1.15, color=color.white)
+
+    def _build_capture(self) -> None:
+        from panda3d.core import Texture
+        from ursina import camera
+
+        w, h = self.frame_size
+        self._tex = Texture("frames")
+        self._buffer = self.app.win.makeTextureBuffer("frames", w, h, self._tex, True)
+        self._buffer.setSort(-100)
+        self._buffer.setClearColor((*SKY, 1))
+        lens = self.app.camLens.makeCopy()
+        lens.setAspectRatio(w / h)
+        self._cam = self.app.makeCamera(self._buffer, lens=lens)
+        self._cam.reparentTo(camera)
+        self.camera = camera
+        camera.fov = 70
+        lens.setFov(self.app.camLens.getFov())
+
+    # -- per frame -----------------------------------------------------------------------------------
+    def draw(self, state: dict[str, Any]) -> None:
+        car = state["car"]
+        x, z, h = car["x"], car["y"], car["heading"]
+        self.car.position = (x, 0, z)
+        self.car.rotation_y = 90 - math.degrees(h)
+        back, up = 11.0, 4.5
+        self.camera.position = (x - math.cos(h) * back, up, z - math.sin(h) * back)
+        self.camera.look_at((x + math.cos(h) * 6, 1.0, z + math.sin(h) * 6))
+        if self.hud is not None:
+            lap = state["lap"]
+            best = f"{lap['best_lap_s']:.2f} s" if lap["best_lap_s"] else "--"
+            last = f"{lap['last_lap_s']:.2f} s" if lap["last_lap_s"] else "--"
+            self.hud.text = (f"{state['track']}  lap {lap['laps'] + 1}  {lap['progress']:4.0%}\n"
+                             f"time {lap['current_lap_s']:6.2f} s   last {last}   best {best}\n"
+                             f"speed {abs(car['speed']) * 3.6:5.0f} km/h   frame {state['frame']}")
+        self.app.taskMgr.step()
+
+    def capture(self) -> np.ndarray | None:
+        tex = self._tex
+        if not tex.hasRamImage():
+            return None
+        data = tex.getRamImageAs("RGB")
+        img = np.frombuffer(bytes(data), np.uint8).reshape(tex.getYSize(), tex.getXSize(), 3)
+        return img[::-1].copy()
+
+    def screenshot(self) -> np.ndarray:
+        """The whole window (with HUD) as an (H, W, 3) array."""
+        if not self.app.win.isActive():
+            self.app.win.setActive(True)
+            try:
+                self.app.graphicsEngine.renderFrame()
+                tex = self.app.win.getScreenshot()
+            finally:
+                self.app.win.setActive(False)
+        else:
+            tex = self.app.win.getScreenshot()
+        data = tex.getRamImageAs("RGB")
+        return np.frombuffer(bytes(data), np.uint8).reshape(tex.getYSize(), tex.getXSize(), 3)[::-1].copy()
+
+    def keyboard(self) -> tuple[bool, bool, bool, bool] | None:
+        if self.headless:
+            return None
+        from ursina import held_keys
+
+        return (bool(held_keys["w"] or held_keys["up arrow"]), bool(held_keys["s"] or held_keys["down arrow"]),
+                bool(held_keys["a"] or held_keys["left arrow"]), bool(held_keys["d"] or held_keys["right arrow"]))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # best effort at exit
+            self.app.destroy()
