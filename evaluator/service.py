@@ -440,8 +440,16 @@ class EvaluationGuard:
 # --------------------------------------------------------------------------------------------------
 
 
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "tuple"}
+
+
 def _field_name(loc: Sequence[Any]) -> str:
-    parts = [p for p in loc if p != "body"]
+    # drop "body" and the tags pydantic adds for union members ("str", "TrackData", "function-after[..]")
+    parts = [
+        p
+        for p in loc
+        if p != "body" and not (isinstance(p, str) and (p in _TYPE_TAGS or p[:1].isupper() or "[" in p))
+    ]
     out = ""
     for p in parts:
         if isinstance(p, int):
@@ -487,6 +495,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for err in exc.errors():
             field = _field_name(err.get("loc", ()))
             msg = str(err.get("msg", "invalid"))
+            if err.get("type") == "json_invalid":
+                pos = err.get("loc", ("body", "?"))[-1]
+                field, msg = "body", f"not valid JSON (at character {pos}): {err.get('ctx', {}).get('error', msg)}"
             if msg.startswith("Value error, "):
                 msg = msg[len("Value error, ") :]
                 # our model validators name the field at the start of the message

@@ -147,7 +147,7 @@ class HttpExecutor(cf.Executor):
         bench_max: float = 10.0,
         max_attempts: int = 10,
         max_inflight_per_endpoint: int | None = None,
-        chunks_per_worker: int = 2,
+        chunks_per_worker: int = 3,
         on_event: Callable[[str, dict], None] | None = None,
     ):
         self._discovery = parse_spec(endpoints)
@@ -254,7 +254,7 @@ class HttpExecutor(cf.Executor):
     ) -> Iterator[LapResult]:
         """Lap results of ``fn(genome)`` for every genome, in input order.
 
-        ``chunksize``: genomes per request; ``None`` picks it from the fleet (two chunks per worker,
+        ``chunksize``: genomes per request; ``None`` picks it from the fleet (three chunks per worker,
         within the evaluators' batch limit).  ``timeout`` as in ``concurrent.futures``.
         """
         end_time = None if timeout is None else timeout + time.monotonic()
@@ -304,17 +304,17 @@ class HttpExecutor(cf.Executor):
         self._call(self._enqueue_in_loop, chunks)
 
     def _chunk_size(self, n: int, chunksize: int | None, end_time: float | None) -> int:
-        # wait (bounded) for the fleet to be known, so chunks match its size
-        deadline = self.unreachable_timeout if end_time is None else max(0.0, end_time - time.monotonic())
-        if not self._capacity_event.wait(deadline):
-            if chunksize is None:
-                chunksize = 1 if n == 1 else max(1, math.ceil(n / (2 * self.chunks_per_worker)))
-        else:
-            self._first_round.wait(self.probe_timeout + 1.0)
+        # wait (briefly) for the fleet to be known, so chunks match its size; if nobody answers yet,
+        # the work is queued anyway and the dispatcher's unreachable deadline applies
+        wait = self.probe_timeout + 1.0
+        if end_time is not None:
+            wait = min(wait, max(0.0, end_time - time.monotonic()))
+        if self._capacity_event.wait(wait):
+            self._first_round.wait(wait)
         eps = [ep for ep in list(self._endpoints.values()) if ep.state == "up"]
         max_batch = min((ep.max_batch for ep in eps), default=1024)
         if chunksize is None:
-            workers = max(1, sum(ep.workers for ep in eps))
+            workers = max(1, sum(ep.workers for ep in eps)) if eps else 2
             chunksize = math.ceil(n / (workers * self.chunks_per_worker))
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1")
