@@ -51,6 +51,8 @@ RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['p
 # ---------------------------------------------------------------------------------------------
 # game: headless Ursina renders offscreen through EGL and Mesa's software rasteriser.
 FROM base AS game
+ENV RRP_HOST=0.0.0.0 \
+    RRP_PORT=8200
 # Debian package versions follow the pinned base image's release.
 # hadolint ignore=DL3008
 RUN apt-get update \

@@ -312,7 +312,7 @@ def test_game_pods_record_frames_to_the_release_redis(helm):
     url = "redis://rrp-redis:6379/0"
     assert c["command"] == ["python", "-m", "game"]
     assert c["args"] == ["--headless", "--port", "8200", "--mode", "realtime", "--redis", url]
-    assert c["env"] == [{"name": "RRP_REDIS", "value": url}]
+    assert c["env"] == [{"name": "RRP_HOST", "value": "0.0.0.0"}, {"name": "RRP_REDIS", "value": url}]
     assert c["image"] == "rallyrobopilot-game:0.1.0"
     assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert one(objects, "Service", "rrp-redis")["spec"]["ports"][0]["port"] == 6379
