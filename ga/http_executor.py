@@ -126,6 +126,10 @@ class HttpExecutor(cf.Executor):
     ``endpoints``: a spec string (``http://a:8000,http://b:8000``, ``dns://SVC:PORT``,
     ``k8s://NS/SVC``), a list of URLs, or a :class:`ga.discovery.Discovery`.
     ``token``: bearer token for the evaluation route (default: ``$RRP_TOKEN``).
+    ``max_inflight_per_endpoint``: requests in flight per endpoint; by default the capacity each
+    evaluator reports in ``/v1/info`` (lower it when several GA runs share a fleet).
+    ``heartbeat_interval``/``heartbeat_timeout``: health checks of endpoints with work in flight; one
+    that does not answer ``/healthz`` within the timeout is treated as dead.
     ``on_event``: optional callback ``(kind, info)`` run on the dispatch thread (``dispatch``, ``result``,
     ``retry``, ``endpoint_up``, ``endpoint_down``, ``endpoint_removed``), for monitoring and tests.
     """
@@ -639,7 +643,7 @@ class HttpExecutor(cf.Executor):
     def _apply_info(self, ep: _Endpoint, info: dict) -> None:
         capacity = max(1, int(info.get("capacity", 1)))
         if self.max_inflight_per_endpoint is not None:
-            capacity = max(1, min(capacity, self.max_inflight_per_endpoint))
+            capacity = max(1, self.max_inflight_per_endpoint)
         ep.limit = capacity
         ep.workers = max(1, int(info.get("workers", 1)))
         ep.max_batch = max(1, int(info.get("max_batch", 1024)))

@@ -1,0 +1,214 @@
+"""HttpExecutor against real evaluator processes on loopback: same answers, faults, errors."""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+
+import pytest
+from test_http_support import free_port, start_evaluators
+
+from evaluator import ControllerSpec, EvaluationTask
+from ga.executors import LocalExecutor
+from ga.http_executor import EvaluationError, HttpExecutor, NoEvaluatorAvailable
+from game import DEFAULT_TRACK
+
+TASK = EvaluationTask(track=DEFAULT_TRACK, max_frames=400, controller=ControllerSpec(kind="mlp"))
+
+
+def genomes(n: int, seed: int = 3, task: EvaluationTask = TASK) -> list[list[float]]:
+    rng = random.Random(seed)
+    length = task.controller.genome_length()
+    return [[rng.gauss(0.0, 0.7) for _ in range(length)] for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    evaluators = start_evaluators(2)
+    yield evaluators
+    for ev in evaluators:
+        ev.stop()
+
+
+@pytest.fixture(scope="module")
+def urls(fleet):
+    return [ev.url for ev in fleet]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    gs = genomes(36)
+    return gs, TASK.evaluate_batch(gs)
+
+
+@pytest.mark.parametrize("chunksize", [None, 1, 5, 100])
+def test_map_gives_the_in_process_answers_in_order(urls, reference, chunksize):
+    gs, expected = reference
+    with HttpExecutor(urls) as ex:
+        assert list(ex.map(TASK, gs, chunksize=chunksize)) == expected
+        stats = ex.stats()
+    assert stats["results"] == len(gs) and stats["retries"] == 0
+
+
+def test_same_answers_as_the_local_executor(urls, reference):
+    gs, _ = reference
+    task = EvaluationTask(track="hairpins", max_frames=300, controller=ControllerSpec(kind="schedule"))
+    gs = genomes(20, seed=5, task=task)
+    with LocalExecutor(2) as local:
+        expected = list(local.map(task, gs))
+    with HttpExecutor(",".join(urls)) as ex:
+        assert list(ex.map(task, gs)) == expected
+
+
+def test_every_endpoint_gets_work(urls, reference):
+    gs, expected = reference
+    with HttpExecutor(urls) as ex:
+        assert list(ex.map(TASK, gs, chunksize=1)) == expected
+        completed = {url: e["completed"] for url, e in ex.stats()["endpoints"].items()}
+    assert set(completed) == set(urls)
+    assert all(n > 0 for n in completed.values()), completed
+    assert sum(completed.values()) == len(gs)
+
+
+def test_submit_context_manager_and_shutdown(urls, reference):
+    gs, expected = reference
+    with HttpExecutor(urls) as ex:
+        futures = [ex.submit(TASK, g) for g in gs[:6]]
+        assert [f.result(timeout=300) for f in futures] == expected[:6]
+        assert list(ex.map(TASK, [], timeout=10)) == []
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        ex.submit(TASK, gs[0])
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        ex.map(TASK, gs)
+
+
+def test_only_declared_tasks_and_nothing_is_sent_otherwise(urls, reference):
+    gs, _ = reference
+    events: list = []
+    with HttpExecutor(urls, on_event=lambda kind, info: events.append(kind)) as ex:
+        with pytest.raises(TypeError, match="EvaluationTask"):
+            ex.map(len, gs)
+        with pytest.raises(TypeError, match="EvaluationTask"):
+            ex.submit(lambda genome: 0.0, gs[0])
+        with pytest.raises(TypeError, match="EvaluationTask"):
+            ex.map(TASK.model_dump(), gs)
+        with pytest.raises(TypeError, match="one iterable"):
+            ex.map(TASK, gs, gs)
+        assert ex.stats()["requests"] == 0
+    assert "dispatch" not in events
+
+
+def test_a_refused_request_fails_without_retrying(urls):
+    with HttpExecutor(urls) as ex:
+        results = ex.map(TASK, [[0.0] * 5], chunksize=1)
+        with pytest.raises(EvaluationError, match=r"HTTP 422: genomes\[0\]: expected 172 floats"):
+            list(results)
+        assert ex.stats()["retries"] == 0
+
+
+def test_wrong_token_is_reported():
+    (ev,) = start_evaluators(1, token="right")
+    try:
+        with HttpExecutor([ev.url], token="wrong") as ex, pytest.raises(EvaluationError, match="HTTP 401"):
+            list(ex.map(TASK, genomes(2)))
+        with HttpExecutor([ev.url], token="right") as ex:
+            assert list(ex.map(TASK, genomes(2))) == TASK.evaluate_batch(genomes(2))
+    finally:
+        ev.stop()
+
+
+def test_no_reachable_evaluator_is_a_clear_error():
+    dead = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
+    with (
+        HttpExecutor(dead, unreachable_timeout=1.0, probe_timeout=1.0) as ex,
+        pytest.raises(NoEvaluatorAvailable) as info,
+    ):
+        list(ex.map(TASK, genomes(3)))
+    message = str(info.value)
+    assert "no evaluator reachable" in message
+    for url in dead:
+        assert url in message
+    assert "cannot connect" in message
+
+
+def test_sigkill_of_one_of_three_evaluators_mid_generation(fleet, reference):
+    """The victim is killed while it has a request in flight: its chunks go elsewhere."""
+    gs, expected = reference
+    (victim,) = start_evaluators(1)
+    killed = threading.Event()
+
+    def on_event(kind: str, info: dict) -> None:
+        # a result from the victim while another of its requests is still in flight
+        if kind == "result" and info["endpoint"] == victim.url and info["inflight"] >= 1 and not killed.is_set():
+            victim.kill()
+            killed.set()
+
+    try:
+        urls = [fleet[0].url, victim.url, fleet[1].url]
+        with HttpExecutor(urls, on_event=on_event) as ex:
+            results = list(ex.map(TASK, gs, chunksize=2))
+            stats = ex.stats()
+        assert killed.is_set()
+        assert results == expected
+        assert stats["results"] == len(gs)  # every genome answered exactly once
+        assert stats["retries"] >= 1
+        assert stats["endpoints"][victim.url]["state"] == "benched"
+    finally:
+        victim.stop()
+
+
+def test_a_hanging_evaluator_is_detected_and_its_work_retried(fleet, reference):
+    """SIGSTOP freezes the victim (server and workers): its requests never answer; they are
+    retried elsewhere once it stops answering its health check."""
+    gs, expected = reference
+    (victim,) = start_evaluators(1)
+    frozen = threading.Event()
+
+    def on_event(kind: str, info: dict) -> None:
+        if kind == "dispatch" and info["endpoint"] == victim.url and victim_results and not frozen.is_set():
+            victim.signal_all(signal.SIGSTOP)
+            frozen.set()
+        if kind == "result" and info["endpoint"] == victim.url:
+            victim_results.append(info)
+
+    victim_results: list = []
+    try:
+        urls = [fleet[0].url, victim.url, fleet[1].url]
+        with HttpExecutor(urls, on_event=on_event, heartbeat_interval=0.5, heartbeat_timeout=2.0) as ex:
+            results = list(ex.map(TASK, gs, chunksize=2))
+            stats = ex.stats()
+        assert frozen.is_set()
+        assert results == expected
+        assert stats["results"] == len(gs)
+        assert stats["retries"] >= 1
+        victim_state = stats["endpoints"][victim.url]
+        assert victim_state["state"] == "benched"
+    finally:
+        victim.signal_all(signal.SIGCONT)
+        victim.stop()
+
+
+def test_503_over_capacity_is_retried_not_failed():
+    """The executor is allowed more requests than the evaluator takes: the extra ones get 503 +
+    Retry-After and are sent again later; every answer still arrives, in order."""
+    (ev,) = start_evaluators(1, max_inflight=1)
+    workers = [c for p in ev.processes() if "forkserver" in " ".join(p.cmdline()) for c in p.children()]
+    try:
+        gs = genomes(6)
+        with HttpExecutor([ev.url], max_inflight_per_endpoint=3) as ex:
+            for w in workers:  # the first request stays in flight until the workers resume
+                w.send_signal(signal.SIGSTOP)
+            results = ex.map(TASK, gs, chunksize=2)
+            deadline = time.monotonic() + 60
+            while ex.stats()["rejected_503"] < 1:
+                assert time.monotonic() < deadline
+            for w in workers:
+                w.send_signal(signal.SIGCONT)
+            assert list(results) == TASK.evaluate_batch(gs)
+            assert ex.stats()["retries"] == 0  # a 503 is not a fault
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGCONT)
+        ev.stop()
