@@ -433,10 +433,10 @@ class GameRunner:
 
     def run(self, stop: threading.Event, idle_s: float = 1.0 / FPS) -> None:
         """The game loop. Realtime: paced ticks; lock-step: serve jobs, redraw when idle."""
-        self.ready.set()
+        self._render(capture=True)  # warm-up (first draw compiles shaders) before the clock starts
         with self.lock:
             self.pacer.start(self.frame)
-        self._render(capture=True)
+        self.ready.set()
         try:
             while not stop.is_set():
                 if self.mode == "realtime":

@@ -101,6 +101,92 @@ def tree_positions(track: Track, n: int = 140, seed: int = 7, clearance: float =
     return keep[:n]
 
 
+class MeshBuilder:
+    """Accumulates coloured boxes, pyramids and quads into one triangle list (one draw call)."""
+
+    def __init__(self):
+        self.verts: list[tuple[float, float, float]] = []
+        self.tris: list[tuple[int, int, int]] = []
+        self.cols: list[tuple[float, float, float, float]] = []
+
+    def quad(self, corners, colour, both=False) -> None:
+        n = len(self.verts)
+        self.verts += [tuple(map(float, c)) for c in corners]
+        self.cols += [(*colour, 1.0)] * 4
+        self.tris += [(n, n + 2, n + 1), (n, n + 3, n + 2)]
+        if both:
+            self.tris += [(n, n + 1, n + 2), (n, n + 2, n + 3)]
+
+    def box(self, cx, cy, cz, sx, sy, sz, colour, yaw=0.0) -> None:
+        c, s = math.cos(yaw), math.sin(yaw)
+
+        def p(dx, dy, dz):
+            return (cx + dx * c + dz * s, cy + dy, cz - dx * s + dz * c)
+
+        hx, hy, hz = sx / 2, sy / 2, sz / 2
+        corners = {(i, j, k): p(i * hx, j * hy, k * hz) for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)}
+        shade = {"top": 1.0, "side": 0.8, "end": 0.9}
+        faces = [
+            ("top", [(-1, 1, -1), (-1, 1, 1), (1, 1, 1), (1, 1, -1)]),
+            ("side", [(-1, -1, -1), (-1, -1, 1), (-1, 1, 1), (-1, 1, -1)]),
+            ("side", [(1, -1, -1), (1, 1, -1), (1, 1, 1), (1, -1, 1)]),
+            ("end", [(-1, -1, -1), (-1, 1, -1), (1, 1, -1), (1, -1, -1)]),
+            ("end", [(-1, -1, 1), (1, -1, 1), (1, 1, 1), (-1, 1, 1)]),
+        ]
+        for kind, idx in faces:
+            self.quad([corners[i] for i in idx], tuple(v * shade[kind] for v in colour), both=True)
+
+    def pyramid(self, cx, cy, cz, radius, height, colour, sides=6, phase=0.0) -> None:
+        apex = (cx, cy + height, cz)
+        ring = [(cx + radius * math.cos(phase + 2 * math.pi * i / sides), cy,
+                 cz + radius * math.sin(phase + 2 * math.pi * i / sides)) for i in range(sides)]
+        for i in range(sides):
+            a, b = ring[i], ring[(i + 1) % sides]
+            n = len(self.verts)
+            light = 0.75 + 0.25 * math.cos(phase + 2 * math.pi * (i + 0.5) / sides - 0.8)
+            col = (*(v * light for v in colour), 1.0)
+            self.verts += [a, b, apex]
+            self.cols += [col] * 3
+            self.tris += [(n, n + 1, n + 2), (n, n + 2, n + 1)]
+
+    def data(self) -> tuple[list, list, list]:
+        return self.verts, self.tris, self.cols
+
+
+def scenery_mesh_data(track: Track, n_trees: int = 140) -> tuple[list, list, list]:
+    """Ground, chequered start line, start gantry and trees, all in one mesh."""
+    m = MeshBuilder()
+    c = np.asarray(track.centerline)
+    lo, hi = c.min(0) - 400, c.max(0) + 400
+    m.quad([(lo[0], -0.02, lo[1]), (lo[0], -0.02, hi[1]), (hi[0], -0.02, hi[1]), (hi[0], -0.02, lo[1])], GRASS,
+           both=True)
+    x, y, h = track.start
+    fx, fy = math.cos(h), math.sin(h)
+    nx, ny = -fy, fx
+    squares = 8
+    size = track.width / squares
+    for i in range(squares):
+        for row in range(2):
+            a0, a1 = i * size - track.width / 2, (i + 1) * size - track.width / 2
+            b0, b1 = (row - 1) * size, row * size
+            col = (0.95, 0.95, 0.95) if (i + row) % 2 == 0 else (0.05, 0.05, 0.05)
+            corners = ((a0, b0), (a1, b0), (a1, b1), (a0, b1))
+            m.quad([(x + nx * a + fx * b, 0.05, y + ny * a + fy * b) for a, b in corners], col, both=True)
+    yaw = math.atan2(fy, fx)  # box local x along the road direction
+    for side in (-1, 1):
+        px, py = x + nx * side * (track.width / 2 + 1.5), y + ny * side * (track.width / 2 + 1.5)
+        m.box(px, 4.0, py, 0.5, 8.0, 0.5, (0.25, 0.25, 0.28))
+    m.box(x, 8.0, y, 0.6, 0.9, track.width + 3.5, (1.0, 0.5, 0.0), yaw=-yaw)
+    rng = np.random.default_rng(11)
+    for i, (tx, ty) in enumerate(tree_positions(track, n_trees)):
+        hgt = float(rng.uniform(4, 9))
+        g = float(rng.uniform(0.75, 1.0))
+        m.box(float(tx), hgt * 0.2, float(ty), 0.5, hgt * 0.4, 0.5, (0.4, 0.26, 0.13))
+        m.pyramid(float(tx), hgt * 0.3, float(ty), hgt * 0.3, hgt * 0.75, (0.1, 0.35 * g + 0.1, 0.12),
+                  sides=5 + i % 3, phase=float(rng.uniform(0, math.pi)))
+    return m.data()
+
+
 class UrsinaRenderer:
     """Draws a ``GameRunner`` state with Ursina; captures camera frames as (H, W, 3) uint8 arrays."""
 
@@ -133,8 +219,7 @@ class UrsinaRenderer:
                 window.size = window_size
             except Exception:  # noqa: BLE001 - window managers differ; not essential
                 pass
-        self._track_root = None
-        self._track_children: list[Any] = []
+        self._track_entities: list[Any] = []
         self._build_car()
         self._build_hud(hud)
         self._build_capture()
@@ -145,65 +230,17 @@ class UrsinaRenderer:
 
     # -- scene ---------------------------------------------------------------------------------------
     def set_track(self, track: Track) -> None:
-        """(Re)build the static scene of ``track``, flattened into a few draw calls."""
-        from ursina import Entity, Mesh, color, destroy, scene
+        """(Re)build the static scene of ``track``: a few vertex-coloured meshes, a handful of draw calls."""
+        from ursina import Entity, Mesh, destroy
 
-        if self._track_root is not None:
-            for e in self._track_children:
-                if e in scene.entities:
-                    scene.entities.remove(e)
-            destroy(self._track_root)
+        for e in self._track_entities:
+            destroy(e)
         self.track = track
-        root = Entity()
-        children = []
-
-        def add(**kw):
-            e = Entity(parent=root, **kw)
-            children.append(e)
-            return e
-
-        c = np.asarray(track.centerline)
-        mid = (c.min(0) + c.max(0)) / 2
-        span = float((c.max(0) - c.min(0)).max()) + 400
-        add(model="plane", color=color.rgb(*GRASS), scale=(span, 1, span), position=(float(mid[0]), 0, float(mid[1])))
-        v, t, col = road_mesh_data(track)
-        add(model=Mesh(vertices=v, triangles=t, colors=col))
-        for wall in (track.left_wall, track.right_wall):
-            v, t, col = wall_mesh_data(wall)
-            add(model=Mesh(vertices=v, triangles=t, colors=col))
-        # start/finish line: a chequered strip across the road at the start pose
-        x, y, h = track.start
-        nx, ny = -math.sin(h), math.cos(h)
-        squares = 8
-        size = track.width / squares
-        for i in range(squares):
-            for row in range(2):
-                off = (i + 0.5) * size - track.width / 2
-                px = x + nx * off + math.cos(h) * (row - 0.5) * size
-                py = y + ny * off + math.sin(h) * (row - 0.5) * size
-                add(model="plane", color=color.white if (i + row) % 2 == 0 else color.black,
-                    scale=(size, 1, size), position=(px, 0.04, py), rotation_y=90 - math.degrees(h))
-        # gantry over the start line
-        for side in (-1, 1):
-            px, py = x + nx * side * (track.width / 2 + 1.5), y + ny * side * (track.width / 2 + 1.5)
-            add(model="cube", color=color.dark_gray, scale=(0.5, 8, 0.5), position=(px, 4, py))
-        add(model="cube", color=color.orange, scale=(0.6, 0.9, track.width + 3.5), position=(x, 8, y),
-            rotation_y=-math.degrees(h))
-        # scenery: trees
-        rng = np.random.default_rng(11)
-        for i, (tx, ty) in enumerate(tree_positions(track)):
-            hgt = float(rng.uniform(4, 9))
-            add(model="cube", color=color.rgb(0.4, 0.26, 0.13), scale=(0.5, hgt * 0.4, 0.5),
-                position=(float(tx), hgt * 0.2, float(ty)))
-            g = float(rng.uniform(0.75, 1.0))
-            add(model="icosphere" if i % 3 else "diamond", color=color.rgb(0.1, 0.35 * g + 0.1, 0.12),
-                scale=(hgt * 0.45, hgt * 0.7, hgt * 0.45), position=(float(tx), hgt * 0.65, float(ty)))
-        root.flattenStrong()  # one static scene: a handful of draw calls instead of hundreds
-        for e in children:  # their nodes were merged into root; Ursina need not visit them
-            if e in scene.entities:
-                scene.entities.remove(e)
-        self._track_root = root
-        self._track_children = children
+        self._track_entities = [
+            Entity(model=Mesh(vertices=v, triangles=t, colors=c), double_sided=False)
+            for v, t, c in (road_mesh_data(track), wall_mesh_data(track.left_wall),
+                            wall_mesh_data(track.right_wall), scenery_mesh_data(track))
+        ]
 
     def _build_car(self) -> None:
         from ursina import Entity, color
