@@ -131,7 +131,8 @@ class HttpExecutor(cf.Executor):
     ``heartbeat_interval``/``heartbeat_timeout``: health checks of endpoints with work in flight; one
     that does not answer ``/healthz`` within the timeout is treated as dead.
     ``on_event``: optional callback ``(kind, info)`` run on the dispatch thread (``dispatch``, ``result``,
-    ``retry``, ``endpoint_up``, ``endpoint_down``, ``endpoint_removed``), for monitoring and tests.
+    ``retry``, ``rejected`` (a 503), ``endpoint_up``, ``endpoint_down``, ``endpoint_removed``), for
+    monitoring and tests.
     """
 
     def __init__(
@@ -541,6 +542,7 @@ class HttpExecutor(cf.Executor):
                 retry_after = 1.0
             ep.cooldown_until = self._loop.time() + min(max(retry_after, 0.0), 30.0)
             self._queue.appendleft(chunk)
+            self._emit("rejected", endpoint=ep.url, retry_after=retry_after, size=len(chunk.items))
             return
         if status >= 500:
             reason = f"HTTP {status}: {_detail(resp)}"

@@ -39,9 +39,10 @@ class Evaluator:
         token: str | None = None,
         args: tuple[str, ...] = (),
         host: str = "127.0.0.1",
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = port or free_port()
+        self.url = f"http://{host if host.startswith('127.') else '127.0.0.1'}:{self.port}"
         cmd = [sys.executable, "-m", "evaluator", "--host", host, "--port", str(self.port)]
         cmd += ["--workers", str(workers), "--log-level", "warning"]
         if max_inflight is not None:
