@@ -1,0 +1,93 @@
+"""Checkpoints round-trip exactly, are written atomically and refuse what is not theirs."""
+
+import json
+import random
+
+import pytest
+
+from evaluator import ControllerSpec, EvaluationTask
+from ga import atomic, checkpoint
+from ga.checkpoint import CheckpointError
+from ga.config import EvolutionConfig
+from ga.evolve import initial_generation, next_generation
+from ga.executors import LocalExecutor
+from ga.toolbox import make_statistics, make_toolbox
+from game import DEFAULT_TRACK
+
+CONFIG = EvolutionConfig(
+    seed=5, population=6, track_label=DEFAULT_TRACK, hof_size=3,
+    task=EvaluationTask(track=DEFAULT_TRACK, max_frames=80, controller=ControllerSpec(hidden=(3,))),
+)
+
+
+@pytest.fixture(scope="module")
+def evolved():
+    with LocalExecutor(workers=1) as executor:
+        toolbox = make_toolbox(CONFIG, executor)
+        stats = make_statistics()
+        random.seed(CONFIG.seed)
+        state = initial_generation(CONFIG, toolbox, stats)
+        next_generation(state, CONFIG, toolbox, stats)
+        return state, random.getstate()
+
+
+def test_round_trip_is_exact(tmp_path, evolved):
+    state, rng = evolved
+    path = tmp_path / "checkpoint.json"
+    checkpoint.save(path, CONFIG, state, rng, [{"gen": 1, "seconds": 0.5}])
+    cp = checkpoint.load(path)
+    assert cp.config == CONFIG
+    assert cp.state.generation == state.generation == 1
+    assert [list(i) for i in cp.state.population] == [list(i) for i in state.population]
+    assert [i.fitness.values for i in cp.state.population] == [i.fitness.values for i in state.population]
+    assert [i.result for i in cp.state.population] == [i.result for i in state.population]
+    assert [list(i) for i in cp.state.halloffame] == [list(i) for i in state.halloffame]
+    assert cp.state.halloffame.keys == state.halloffame.keys
+    assert list(cp.state.logbook) == list(state.logbook)
+    assert cp.rng_state == rng
+    assert cp.wall == [{"gen": 1, "seconds": 0.5}]
+    # saving what was loaded gives the same document
+    again = tmp_path / "again.json"
+    checkpoint.save(again, cp.config, cp.state, cp.rng_state, cp.wall)
+    assert again.read_bytes() == path.read_bytes()
+
+
+def test_atomic_write_leaves_no_temporary_files(tmp_path):
+    atomic.write_json(tmp_path / "a.json", {"x": 1})
+    atomic.write_json(tmp_path / "a.json", {"x": 2})
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": 2}
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    atomic.write_json(tmp_path / "a.json", {"x": 1})
+    with pytest.raises(ValueError):
+        atomic.write_json(tmp_path / "a.json", {"x": float("nan")})  # strict JSON refuses NaN
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def mutate_and_load(tmp_path, evolved, change) -> CheckpointError:
+    state, rng = evolved
+    doc = checkpoint.to_json(CONFIG, state, rng, [])
+    change(doc)
+    path = tmp_path / "cp.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.load(path)
+    return info.value
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda d: d.update(format="something-else"), "not a RallyRoboPilot GA checkpoint"),
+    (lambda d: d.update(version=99), "version"),
+    (lambda d: d.pop("population"), "population"),
+    (lambda d: d["population"].pop(), "population has 5"),
+    (lambda d: d["population"][0]["genome"].append(1.0), "genes"),
+    (lambda d: d.update(generation=7), "logbook"),
+    (lambda d: d["rng_state"].__setitem__(1, [1, 2, 3]), "RNG"),
+    (lambda d: d["population"][0].update(result={"finished": "maybe"}), "lap result"),
+    (lambda d: d["config"].update(population=1), "config.population"),
+], ids=["format", "version", "missing", "size", "genome", "generation", "rng", "result", "config"])
+def test_invalid_documents_are_refused_with_a_reason(tmp_path, evolved, change, words):
+    assert words in str(mutate_and_load(tmp_path, evolved, change))
