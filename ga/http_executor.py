@@ -406,11 +406,21 @@ class HttpExecutor(cf.Executor):
             self._set(it.future, exc=exc)
         chunk.started = True
 
-    def _pick(self, chunk: _Chunk, now: float) -> _Endpoint | None:
+    @staticmethod
+    def _slots(ep: _Endpoint, pipeline: bool) -> int:
+        """Requests ``ep`` may have in flight: its capacity while much work is waiting (a request
+        queued behind each running one hides the round trip), else one per worker, so the last
+        chunks of a map go to whichever worker is free first instead of queueing behind a slow one."""
+        return ep.limit if pipeline else min(ep.limit, ep.workers)
+
+    def _free(self, ep: _Endpoint, now: float, pipeline: bool) -> bool:
+        return ep.state == "up" and ep.inflight < self._slots(ep, pipeline) and now >= ep.cooldown_until
+
+    def _pick(self, chunk: _Chunk, now: float, pipeline: bool) -> _Endpoint | None:
         best: _Endpoint | None = None
         best_key: tuple | None = None
         for ep in self._endpoints.values():
-            if ep.state != "up" or ep.inflight >= ep.limit or now < ep.cooldown_until:
+            if not self._free(ep, now, pipeline):
                 continue
             key = (ep.url in chunk.avoid, ep.inflight / ep.limit, -ep.limit)
             if best_key is None or key < best_key:
@@ -441,19 +451,18 @@ class HttpExecutor(cf.Executor):
         if not up or not self._queue:
             return next_event
         kept: deque[_Chunk] = deque()
+        workers = sum(ep.workers for ep in self._endpoints.values() if ep.state == "up")
         while self._queue:
+            pipeline = len(self._queue) > workers
             chunk = self._queue.popleft()
             if chunk.not_before > now:
                 next_event = min(next_event, chunk.not_before - now)
                 kept.append(chunk)
                 continue
-            ep = self._pick(chunk, now)
+            ep = self._pick(chunk, now, pipeline)
             if ep is None:
                 kept.append(chunk)
-                if not any(
-                    e.state == "up" and e.inflight < e.limit and now >= e.cooldown_until
-                    for e in self._endpoints.values()
-                ):
+                if not any(self._free(e, now, pipeline) for e in self._endpoints.values()):
                     break  # no free slot anywhere: keep the rest in order
                 continue
             if not self._start_chunk(chunk):
