@@ -52,18 +52,19 @@ def realtime(duration: float) -> dict:
         samples = []  # (wall time at the middle of the request, frame)
 
         def sample():
+            # the game's own monotonic clock at the moment it read its frame counter: no HTTP latency
             t0 = time.monotonic()
-            f = c.get("/v1/state").json()["frame"]
-            t1 = time.monotonic()
-            samples.append(((t0 + t1) / 2, f, t1 - t0))
-            return f
+            st = c.get("/v1/state").json()
+            samples.append((st["clock_s"], st["frame"], time.monotonic() - t0))
+            return st["frame"]
 
+        time.sleep(2.0)  # warm-up: the first frames include one-off start-up work
         first_frame = sample()
         scheduled, immediate = [], []
         next_cmd = time.monotonic()
         keys = [["forward"], ["forward", "left"], ["forward", "right"], ["back"], []]
         i = 0
-        end = samples[0][0] + duration
+        end = time.monotonic() + duration
         while time.monotonic() < end:
             f = sample()
             if time.monotonic() >= next_cmd:
@@ -88,6 +89,8 @@ def realtime(duration: float) -> dict:
             if r["applied_frame"] is not None:
                 waits.append(r["applied_frame"] - r["received_frame"])
         t_first, f_first, _ = samples[0]
+        # frame f is completed at t0 + f/25, so at any instant frames = floor(25 * elapsed) when on time:
+        # the error of a sample lies in (-1, 0] (+1 for the first sample's own floor) unless the game lags
         errors = [(f - f_first) - 25 * (t - t_first) for t, f, _ in samples]
         t_last, f_last, _ = samples[-1]
         metrics = {line.split()[0]: float(line.split()[1]) for line in c.get("/metrics").text.splitlines()
@@ -98,6 +101,7 @@ def realtime(duration: float) -> dict:
             "expected_frames": round(25 * (t_last - t_first), 2),
             "final_error_frames": round(errors[-1], 3),
             "max_abs_error_frames": round(max(abs(e) for e in errors), 3),
+            "p99_abs_error_frames": round(sorted(abs(e) for e in errors)[int(0.99 * (len(errors) - 1))], 3),
             "samples": len(samples),
             "max_request_s": round(max(s[2] for s in samples), 4),
             "scheduled_commands": len(scheduled),
@@ -107,6 +111,7 @@ def realtime(duration: float) -> dict:
             "immediate_wait_frames_max": max(waits) if waits else None,
             "frames_rendered": metrics.get("rrp_game_frames_rendered_total"),
             "frames_late": metrics.get("rrp_game_frames_late_total"),
+            "max_step_lag_ms": round(1000 * metrics.get("rrp_game_max_lag_seconds", 0.0), 2),
             "first_frame": first_frame,
         }
     finally:
@@ -163,9 +168,11 @@ def main() -> int:
         r = out["realtime"]
         print(f"real time: {r['frames_advanced']} frames in {r['duration_s']} s "
               f"(25 x elapsed = {r['expected_frames']}); error at end {r['final_error_frames']:+.3f} frames, "
-              f"max |error| {r['max_abs_error_frames']:.3f} frames")
+              f"max |error| {r['max_abs_error_frames']:.3f} frames (p99 {r['p99_abs_error_frames']:.3f})")
         print(f"  scheduled commands applied at their frame: {r['applied_at_their_frame']}/{r['scheduled_commands']};"
               f" unscheduled commands applied within {r['immediate_wait_frames_max']} frame(s) of arrival")
+        print(f"  frames stepped after their due time + 1 frame: {r['frames_late']}; worst step lag "
+              f"{r['max_step_lag_ms']} ms")
         for key in ("lockstep_no_render", "lockstep_headless_render"):
             s = out[key]
             print(f"{key}: {s['steps_per_s']} single-frame steps/s over HTTP, {s['frames_per_s_in_one_request']}"

@@ -112,6 +112,7 @@ class LapOut(BaseModel):
 class StateOut(BaseModel):
     frame: int
     time_s: float
+    clock_s: float = Field(description="the game's monotonic clock when this state was read (seconds)")
     mode: str
     track: str
     reset_count: int

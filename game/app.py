@@ -354,6 +354,7 @@ class GameRunner:
             return {
                 "frame": frame,
                 "time_s": frame * DT,
+                "clock_s": float(self.clock()),
                 "mode": self.mode,
                 "track": self.track.name,
                 "reset_count": self.resets,
