@@ -169,3 +169,29 @@ def test_startup_errors_are_clear(tmp_path):
     r = subprocess.run([sys.executable, "-m", "game", "--headless", "--replay", str(tmp_path / "none.json")],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "cannot replay" in r.stderr
+
+
+def test_replay_drives_the_evolved_controller(tmp_path):
+    """--replay: the game's own lap with the decoded controller equals the evaluator's lap."""
+    from evaluator import ControllerSpec, EvaluationTask
+
+    task = EvaluationTask(track="oval", max_frames=600, stall_frames=100, controller=ControllerSpec(kind="mlp"))
+    genome = list(np.random.default_rng(3).normal(0, 0.3, task.controller.genome_length()))
+    genome[-4], genome[-3] = 2.0, -2.0
+    result = task(genome)
+    best = tmp_path / "best.json"
+    best.write_text(json.dumps({"genome": genome, "controller": task.controller.model_dump(mode="json"),
+                                "task": task.model_dump(mode="json"), "result": result.to_dict()}))
+    game = GameProcess("--mode", "lockstep", "--replay", str(best), tmp_path=tmp_path)
+    try:
+        assert game.info["track"] == "oval" and "replaying" in game.info["driver"]
+        r = game.client.post("/v1/reset", json={"max_frames": task.max_frames, "stall_frames": task.stall_frames,
+                                                "continuous": False})
+        assert r.status_code == 200
+        # the keys sent are ignored: the evolved controller drives
+        st = game.client.post("/v1/step", json={"keys": ["back"], "steps": task.max_frames}).json()
+        assert st["done"] and st["result"] == result.to_dict()
+        assert result.distance_m > 10
+        assert_real_picture(_decode(game.client.get("/v1/frame").content))
+    finally:
+        game.stop()
