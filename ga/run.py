@@ -156,7 +156,10 @@ def make_executor(args: argparse.Namespace) -> tuple[Executor, str]:
             from ga.http_executor import HttpExecutor
         except ImportError as exc:
             raise UsageError(f"--evaluators needs the HTTP executor, which is not available: {exc}") from None
-        return HttpExecutor(args.evaluators), f"evaluators {args.evaluators}"
+        try:
+            return HttpExecutor(args.evaluators), f"evaluators {args.evaluators}"
+        except ValueError as exc:  # a malformed endpoint spec
+            raise UsageError(f"--evaluators: {exc}") from None
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     executor = LocalExecutor(args.workers)
@@ -342,6 +345,16 @@ def main(argv: list[str] | None = None) -> int:
             executor.shutdown(wait=False, cancel_futures=True)
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        # The evaluator fleet failing for good (e.g. no pod reachable) is an operational error,
+        # reported in one line like the others; anything else is a bug and keeps its traceback.
+        if type(exc).__module__ != "ga.http_executor":
+            raise
+        bar.close()
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        print(f"{PROG}: error: evaluation failed: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
