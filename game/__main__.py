@@ -140,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 "mode": args.mode, "track": track.name, "driver": desc,
                 "render": "none" if args.no_render else ("headless" if args.headless else "window"),
                 "session": recorder.session if recorder else None}
-        print(json.dumps(info), flush=True)
-        runner.run(stop)
+        runner.run(stop, on_ready=lambda: print(json.dumps(info), flush=True))
     except SystemExit:  # the window was closed
         pass
     finally:

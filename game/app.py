@@ -432,12 +432,15 @@ class GameRunner:
             except queue.Empty:
                 return n
 
-    def run(self, stop: threading.Event, idle_s: float = 1.0 / FPS) -> None:
+    def run(self, stop: threading.Event, idle_s: float = 1.0 / FPS,
+            on_ready: Callable[[], None] | None = None) -> None:
         """The game loop. Realtime: paced ticks; lock-step: serve jobs, redraw when idle."""
         self._render(capture=True)  # warm-up (first draw compiles shaders) before the clock starts
         with self.lock:
             self.pacer.start(self.frame)
         self.ready.set()
+        if on_ready is not None:
+            on_ready()
         try:
             while not stop.is_set():
                 if self.mode == "realtime":
