@@ -55,6 +55,10 @@ log = logging.getLogger("ga.http_executor")
 
 EVALUATIONS_PATH = "/v1/evaluations"
 
+# Backoff jitter draws from its own generator: the GA's results depend on the global `random`
+# stream (DEAP uses it), which must not shift with how many retries a flaky fleet needed.
+_JITTER = random.Random()
+
 
 class EvaluationError(RuntimeError):
     """An evaluator refused a request (4xx), or a chunk failed on too many attempts."""
@@ -579,7 +583,7 @@ class HttpExecutor(cf.Executor):
             )
             return
         delay = min(self.backoff_max, self.backoff_base * 2 ** (chunk.attempts - 1))
-        chunk.not_before = self._loop.time() + delay * random.uniform(0.5, 1.0)
+        chunk.not_before = self._loop.time() + delay * _JITTER.uniform(0.5, 1.0)
         self._queue.appendleft(chunk)
         self._wake.set()
 
@@ -607,7 +611,7 @@ class HttpExecutor(cf.Executor):
         self._wake.set()
 
     def _bench_delay(self, ep: _Endpoint) -> float:
-        return min(self.bench_max, 0.25 * 2 ** max(0, ep.failures - 1)) * random.uniform(0.75, 1.0)
+        return min(self.bench_max, 0.25 * 2 ** max(0, ep.failures - 1)) * _JITTER.uniform(0.75, 1.0)
 
     def _start_probe(self, ep: _Endpoint) -> None:
         if ep.probe_task is None or ep.probe_task.done():
