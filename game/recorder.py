@@ -244,7 +244,7 @@ class FrameRecorder:
             self._ever_connected = True
             self.stats.connected = True
         self._register()
-        return True
+        return self._client is not None
 
     def _register(self) -> None:
         meta = dict(self.metadata)

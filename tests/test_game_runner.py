@@ -268,3 +268,15 @@ def test_jobs_run_on_the_loop_thread(track):
     t.join(10)
     with pytest.raises(GameError, match="shutting down"):
         g.call(lambda: 1)
+
+
+def test_front_end_modules_import_ursina_lazily():
+    import subprocess
+    import sys
+
+    code = ("import sys, game, game.app, game.api, game.recorder, game.frames, game.remote; "
+            "bad = [m for m in ('ursina', 'panda3d', 'direct') if m in sys.modules]; "
+            "assert not bad, bad; import game.race; "
+            "print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
