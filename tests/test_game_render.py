@@ -195,3 +195,36 @@ def test_replay_drives_the_evolved_controller(tmp_path):
         assert_real_picture(_decode(game.client.get("/v1/frame").content))
     finally:
         game.stop()
+
+
+def test_requests_during_startup_do_not_hurt_the_game(tmp_path):
+    """Hammer the API while the game process starts: answers are 503 'starting' or 200, never a crash."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("RRP_REDIS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "game", "--headless", "--port", str(port)], cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    statuses = []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    r = c.post("/v1/controls", json={"keys": ["forward"]})
+                except httpx.TransportError:
+                    continue  # not listening yet
+                statuses.append(r.status_code)
+                if r.status_code == 503:
+                    assert "starting" in r.json()["detail"]
+                if r.status_code == 200:
+                    break
+            assert proc.poll() is None, "the game died"
+            assert statuses and statuses[-1] == 200 and set(statuses) <= {200, 503}
+            assert c.get("/healthz").json()["status"] == "ok"
+    finally:
+        proc.terminate()
+        proc.wait(20)
