@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level,
         access_log=False,
         timeout_keep_alive=75,
+        timeout_graceful_shutdown=30,
     )
     return 0
 

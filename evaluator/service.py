@@ -15,15 +15,16 @@ Request bodies are limited before they are read (``413``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
+import itertools
 import json
 import logging
 import multiprocessing
+import signal
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -35,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
 from evaluator import ControllerSpec, EvaluationTask
 from evaluator.settings import Settings
-from game import DEFAULT_TRACK, TrackError, bundled_tracks
+from game import DEFAULT_TRACK, bundled_tracks
 
 log = logging.getLogger("evaluator.service")
 
@@ -219,8 +220,185 @@ class _Metrics:
         )
 
 
+class WorkerDied(RuntimeError):
+    """The worker process running a job exited before answering."""
+
+
+class WorkerFailed(RuntimeError):
+    """A job raised in its worker; ``kind`` is the exception's class name."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def _worker_main(conn) -> None:
+    """A worker process: answer ``(job_id, task_json, genomes)`` messages until ``None`` or EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's business
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):  # the server is gone
+            return
+        if message is None:
+            return
+        job_id, task_json, genomes = message
+        try:
+            if task_json is None:
+                reply = (job_id, True, worker_warm_up())
+            else:
+                reply = (job_id, True, worker_evaluate(task_json, genomes))
+        except Exception as exc:  # reported to the request, the worker lives on
+            reply = (job_id, False, (type(exc).__name__, str(exc)))
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):
+            return
+
+
+class _Worker:
+    def __init__(self, process, conn) -> None:
+        self.process = process
+        self.conn = conn
+        self.job: tuple[int, asyncio.Future] | None = None
+        self.ready = False
+
+
+class WorkerPool:
+    """Simulation worker processes fed straight from the event loop.
+
+    Each worker has a pipe; a job is one message written to an idle worker's pipe, its answer is
+    read when the pipe becomes readable (``loop.add_reader``): no helper threads, so a request
+    costs the event loop a pickle and two small pipe operations. A worker that dies fails its job
+    with :class:`WorkerDied` and is replaced. Workers come from a forkserver that preloaded the
+    simulation, and warm up (numba, tracks) before taking jobs.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["numpy", "game", "evaluator", "evaluator.service"])
+        self._workers: list[_Worker] = []
+        self._idle: list[_Worker] = []
+        self._queue: deque[tuple[int, str | None, Any, asyncio.Future]] = deque()
+        self._ids = itertools.count()
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.running = 0
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    @property
+    def ready_workers(self) -> int:
+        return sum(1 for w in self._workers if w.ready)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await asyncio.gather(*(self._spawn() for _ in range(self.size)))
+
+    async def _spawn(self) -> None:
+        parent, child = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(target=_worker_main, args=(child,), daemon=True, name="rrp-worker")
+        await asyncio.to_thread(process.start)
+        child.close()
+        worker = _Worker(process, parent)
+        self._workers.append(worker)
+        assert self._loop is not None
+        self._loop.add_reader(parent.fileno(), self._on_readable, worker)
+        warm: asyncio.Future = self._loop.create_future()
+        self._send(worker, next(self._ids), None, None, warm)
+        try:
+            pid = await warm
+        except WorkerDied:
+            if not self._closing:
+                log.error("a new worker process died while warming up")
+            return
+        worker.ready = True  # (its answer already released it for jobs)
+        log.debug("worker %s ready", pid)
+
+    def submit(self, task_json: str, genomes: Any) -> asyncio.Future:
+        assert self._loop is not None
+        future: asyncio.Future = self._loop.create_future()
+        job = (next(self._ids), task_json, genomes, future)
+        if self._idle:
+            self._send(self._idle.pop(), *job)
+        else:
+            self._queue.append(job)
+        return future
+
+    def _send(self, worker: _Worker, job_id: int, task_json, genomes, future: asyncio.Future) -> None:
+        worker.job = (job_id, future)
+        self.running += 1
+        try:
+            worker.conn.send((job_id, task_json, genomes))
+        except (BrokenPipeError, OSError):
+            self._lost(worker)
+
+    def _release(self, worker: _Worker) -> None:
+        while self._queue:
+            job = self._queue.popleft()
+            if not job[3].cancelled():
+                self._send(worker, *job)
+                return
+        self._idle.append(worker)
+
+    def _on_readable(self, worker: _Worker) -> None:
+        try:
+            job_id, ok, payload = worker.conn.recv()
+        except (EOFError, OSError):
+            self._lost(worker)
+            return
+        current, worker.job = worker.job, None
+        self.running -= 1
+        if current is not None and current[0] == job_id and not current[1].done():
+            if ok:
+                current[1].set_result(payload)
+            else:
+                current[1].set_exception(WorkerFailed(*payload))
+        self._release(worker)
+
+    def _lost(self, worker: _Worker) -> None:
+        """The worker's pipe closed: it died. Fail its job and start a replacement."""
+        if worker not in self._workers:
+            return
+        self._workers.remove(worker)
+        if worker in self._idle:
+            self._idle.remove(worker)
+        assert self._loop is not None
+        self._loop.remove_reader(worker.conn.fileno())
+        worker.conn.close()
+        if worker.job is not None:
+            self.running -= 1
+            _, future = worker.job
+            worker.job = None
+            if not future.done():
+                future.set_exception(WorkerDied("the worker process died"))
+        worker.process.join(0)
+        if not self._closing:
+            log.error("worker process %s died (exit code %s); starting another", worker.process.pid,
+                      worker.process.exitcode)
+            self._loop.create_task(self._spawn())
+
+    async def stop(self) -> None:
+        self._closing = True
+        for _, _, _, future in self._queue:
+            if not future.done():
+                future.set_exception(WorkerDied("the evaluator is stopping"))
+        self._queue.clear()
+        for worker in list(self._workers):
+            with contextlib.suppress(OSError):
+                worker.conn.send(None)
+        for worker in list(self._workers):
+            await asyncio.to_thread(worker.process.join, 5)
+            if worker.process.is_alive():
+                worker.process.kill()
+            self._lost(worker)
+
+
 class ServiceState:
-    """The pool, the in-flight count and the metrics of one service instance."""
+    """The worker pool, the in-flight count and the metrics of one service instance."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -228,75 +406,43 @@ class ServiceState:
         self.metrics.workers.set(settings.workers)
         self.metrics.capacity.set(settings.capacity)
         self.inflight = 0
-        self.jobs = 0
         self.ready = False
-        self.pool: ProcessPoolExecutor | None = None
-        self._warm_task: asyncio.Task | None = None
-        self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["numpy", "game", "evaluator"])
-
-    # pool --------------------------------------------------------------------------------------
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.settings.workers, mp_context=self._ctx)
+        self.pool = WorkerPool(settings.workers)
+        self._start_task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        """Start the pool; the service is ready once every worker has warmed up (in the background)."""
-        self.pool = self._new_pool()
-        self._warm_task = asyncio.create_task(self._first_warm_up())
+        """Start the workers in the background; the service is ready once every worker has warmed up."""
+        self._start_task = asyncio.create_task(self._start())
 
-    async def _first_warm_up(self) -> None:
+    async def _start(self) -> None:
         try:
-            await self._warm_up()
+            await self.pool.start()
         except Exception:
-            log.exception("worker warm-up failed")
+            log.exception("starting the worker processes failed")
             raise
         self.ready = True
         log.info("evaluator ready: %d workers, capacity %d", self.settings.workers, self.settings.capacity)
 
-    async def _warm_up(self) -> None:
-        loop = asyncio.get_running_loop()
-        assert self.pool is not None
-        jobs = [loop.run_in_executor(self.pool, worker_warm_up) for _ in range(self.settings.workers)]
-        await asyncio.gather(*jobs)
-
     async def stop(self) -> None:
         self.ready = False
-        if self._warm_task is not None:
-            self._warm_task.cancel()
-        if self.pool is not None:
-            pool, self.pool = self.pool, None
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        if self._start_task is not None:
+            self._start_task.cancel()
+        await self.pool.stop()
 
-    async def _replace_broken_pool(self, broken: ProcessPoolExecutor) -> None:
-        if self.pool is broken:
-            log.error("a worker process died; starting a new pool")
-            self.ready = False
-            self.pool = self._new_pool()
-            broken.shutdown(wait=False, cancel_futures=True)
-            try:
-                await self._warm_up()
-            finally:
-                self.ready = True
-
-    # evaluation --------------------------------------------------------------------------------
     def _set_busy(self) -> None:
-        self.metrics.busy.set(min(self.jobs, self.settings.workers))
+        self.metrics.busy.set(self.pool.running)
 
     async def evaluate(self, task_json: str, genomes: list[list[float]]) -> list[dict]:
-        pool = self.pool
-        if pool is None or not self.ready:
+        if not self.ready:
             raise ApiError(503, None, "evaluator is starting or stopping", self.retry_headers())
-        loop = asyncio.get_running_loop()
-        self.jobs += 1
+        future = self.pool.submit(task_json, genomes)
         self._set_busy()
         try:
-            return await loop.run_in_executor(pool, worker_evaluate, task_json, genomes)
-        except BrokenProcessPool:
+            return await future
+        except WorkerDied:
             self.metrics.errors.labels("worker_died").inc()
-            await self._replace_broken_pool(pool)
-            raise ApiError(503, None, "a worker process died; retry", self.retry_headers()) from None
+            raise ApiError(503, None, "the worker process died; retry", self.retry_headers()) from None
         finally:
-            self.jobs -= 1
             self._set_busy()
 
     def retry_headers(self) -> dict[str, str]:
@@ -531,12 +677,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 results = await state.evaluate(task_json, request.genomes)
         except ApiError:
             raise
-        except TrackError as exc:
-            raise ApiError(422, "task.track", f"invalid track: {exc}") from None
-        except Exception as exc:
-            log.exception("evaluation failed")
+        except WorkerFailed as exc:
+            if exc.kind == "TrackError":
+                raise ApiError(422, "task.track", f"invalid track: {exc}") from None
+            log.error("evaluation failed: %s: %s", exc.kind, exc)
             state.metrics.errors.labels("internal").inc()
-            return JSONResponse(_error_body(None, f"evaluation failed: {type(exc).__name__}: {exc}"), 500)
+            return JSONResponse(_error_body(None, f"evaluation failed: {exc.kind}: {exc}"), 500)
         elapsed = time.perf_counter() - start
         state.metrics.evaluations.inc()
         state.metrics.laps.inc(len(results))

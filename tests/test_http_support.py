@@ -94,9 +94,12 @@ class Evaluator:
                 p.send_signal(sig)
 
     def kill(self) -> None:
-        """SIGKILL the uvicorn process (its worker processes notice and exit)."""
+        """SIGKILL the evaluator and its worker processes, like a pod that dies."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            tree = self.processes()
+            for p in tree:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.send_signal(signal.SIGKILL)
             self.proc.wait(30)
 
     def stop(self) -> None:

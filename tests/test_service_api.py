@@ -247,20 +247,32 @@ def test_over_capacity_answers_503_with_retry_after():
         ev.stop()
 
 
-def test_a_dead_worker_process_is_replaced():
+def test_a_worker_dying_mid_request_gives_503_and_is_replaced():
     (ev,) = start_evaluators(1)
     try:
         with httpx.Client(base_url=ev.url, timeout=120) as c:
-            for w in _worker_processes(ev):
-                w.send_signal(signal.SIGKILL)
-                w.wait(30)
-            resp = c.post("/v1/evaluations", json=body())
-            assert resp.status_code == 503 and resp.headers["retry-after"] == "1", resp.text
-            deadline = time.monotonic() + 120
-            while c.get("/readyz").status_code != 200:  # a new pool is warming up
-                assert time.monotonic() < deadline
-            resp = c.post("/v1/evaluations", json=body())
-            assert resp.status_code == 200, resp.text
-            assert resp.json()["results"] == [r.to_dict() for r in TASK.evaluate_batch(genomes(2))]
+            (worker,) = _worker_processes(ev)
+            worker.send_signal(signal.SIGSTOP)  # keeps the request in the worker until it is killed
+            first: dict = {}
+            thread = threading.Thread(target=lambda: first.update(r=c.post("/v1/evaluations", json=body())))
+            thread.start()
+            with httpx.Client(base_url=ev.url, timeout=30) as probe:
+                deadline = time.monotonic() + 60
+                while probe.get("/metrics").text.find("rrp_busy_workers 1.0") < 0:
+                    assert time.monotonic() < deadline
+                worker.send_signal(signal.SIGKILL)
+                thread.join()
+                resp = first["r"]
+                assert resp.status_code == 503 and resp.headers["retry-after"] == "1", resp.text
+                assert "worker process died" in resp.json()["detail"]
+                # a replacement worker takes the next requests
+                for _ in range(600):
+                    resp = probe.post("/v1/evaluations", json=body())
+                    if resp.status_code != 503:
+                        break
+                    assert time.monotonic() < deadline + 60
+                assert resp.status_code == 200, resp.text
+                assert resp.json()["results"] == [r.to_dict() for r in TASK.evaluate_batch(genomes(2))]
+            assert [w.pid for w in _worker_processes(ev)] != [worker.pid]
     finally:
         ev.stop()
