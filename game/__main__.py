@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--headless", action="store_true", help="render offscreen (EGL, no display needed)")
     p.add_argument("--no-render", action="store_true", help="no Ursina at all: simulation + HTTP API only")
     p.add_argument("--host", default=env.get("RRP_HOST", "127.0.0.1"), help="HTTP bind address (env RRP_HOST)")
-    p.add_argument("--port", type=int, default=int(env.get("RRP_PORT", "8200")),
+    p.add_argument("--port", type=int, default=env.get("RRP_PORT", "8200"),
                    help="HTTP port, 0 = any free port (env RRP_PORT)")
     p.add_argument("--no-api", action="store_true", help="do not serve the HTTP API")
     p.add_argument("--mode", choices=["realtime", "lockstep"], default="realtime")
@@ -55,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="who drives when not replaying: keyboard/HTTP, or the pure-pursuit baseline")
     p.add_argument("--log-level", default="warning")
     args = p.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        p.error(f"--port must be 0..65535, got {args.port}")
     if args.record_every < 1:
         p.error("--record-every must be >= 1")
     if args.replay and args.driver != "keyboard":

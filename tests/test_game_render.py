@@ -169,6 +169,9 @@ def test_startup_errors_are_clear(tmp_path):
     r = subprocess.run([sys.executable, "-m", "game", "--headless", "--replay", str(tmp_path / "none.json")],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "cannot replay" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "game", "--no-render"], cwd=tmp_path, env=dict(env, RRP_PORT="abc"),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--port" in r.stderr
 
 
 def test_replay_drives_the_evolved_controller(tmp_path):
