@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 import prometheus_client as prom
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -687,7 +688,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.metrics.evaluations.inc()
         state.metrics.laps.inc(len(results))
         payload = {"results": results, "evaluator": settings.evaluator_id, "elapsed_s": elapsed}
-        return Response(json.dumps(payload), media_type="application/json")
+        return Response(orjson.dumps(payload), media_type="application/json")
 
     @app.get("/healthz")
     async def healthz() -> dict:

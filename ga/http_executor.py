@@ -45,6 +45,11 @@ from typing import Any
 
 import httpx
 
+try:
+    import orjson
+except ImportError:  # pragma: no cover - optional speed-up
+    orjson = None
+
 from evaluator import EvaluationTask
 from ga.discovery import Discovery, parse_spec
 from game import LapResult
@@ -69,15 +74,14 @@ class NoEvaluatorAvailable(EvaluationError):
 
 
 @dataclass(eq=False)
-class _Item:
-    future: cf.Future
-    genome: list[float]
-
-
-@dataclass(eq=False)
 class _Chunk:
+    """Consecutive genomes sent as one request; ``future`` gets their LapResults (or the one result
+    of a ``submit``)."""
+
     task_json: str
-    items: list[_Item]
+    genomes: list[list[float]]
+    future: cf.Future = field(default_factory=cf.Future)
+    single: bool = False
     attempts: int = 0
     not_before: float = 0.0
     avoid: set[str] = field(default_factory=set)
@@ -107,6 +111,22 @@ class _Endpoint:
     tasks: set[asyncio.Task] = field(default_factory=set)
     probe_task: asyncio.Task | None = None
     watch_task: asyncio.Task | None = None
+
+
+def _genome(genome: Iterable[float], index: int) -> list[float]:
+    """A plain list of finite floats (DEAP individuals, numpy rows...); ValueError names the gene."""
+    values = [float(x) for x in genome]
+    if not all(map(math.isfinite, values)):
+        bad = next(j for j, v in enumerate(values) if not math.isfinite(v))
+        raise ValueError(f"genomes[{index}][{bad}] is {values[bad]}: genes must be finite numbers")
+    return values
+
+
+def _dumps(obj: Any) -> bytes:
+    """JSON bytes; floats are written in their shortest exact form either way."""
+    if orjson is not None:
+        return orjson.dumps(obj)
+    return json.dumps(obj, allow_nan=True).encode()
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -142,7 +162,7 @@ class _Reply:
         self.content = content
 
     def json(self) -> Any:
-        return json.loads(self.content)
+        return orjson.loads(self.content) if orjson is not None else json.loads(self.content)
 
     @property
     def text(self) -> str:
@@ -406,9 +426,9 @@ class HttpExecutor(cf.Executor):
             raise TypeError("submit(task, genome): exactly one genome and no keyword arguments")
         with self._shutdown_lock:
             self._check_open()
-            item = _Item(cf.Future(), [float(x) for x in args[0]])
-            self._enqueue([_Chunk(task_json, [item])])
-        return item.future
+            chunk = _Chunk(task_json, [_genome(args[0], 0)], single=True)
+            self._enqueue([chunk])
+        return chunk.future
 
     def map(
         self,
@@ -427,23 +447,24 @@ class HttpExecutor(cf.Executor):
         task_json = self._task_json(fn)
         if len(iterables) != 1:
             raise TypeError("map(task, genomes): an evaluation task takes exactly one iterable of genomes")
-        genomes = [[float(x) for x in g] for g in iterables[0]]
-        items = [_Item(cf.Future(), g) for g in genomes]
-        if items:
-            size = self._chunk_size(len(items), chunksize, end_time)
+        genomes = [_genome(g, i) for i, g in enumerate(iterables[0])]
+        chunks: list[_Chunk] = []
+        if genomes:
+            size = self._chunk_size(len(genomes), chunksize, end_time)
+            chunks = [_Chunk(task_json, genomes[i : i + size]) for i in range(0, len(genomes), size)]
             with self._shutdown_lock:
                 self._check_open()
-                self._enqueue([_Chunk(task_json, items[i : i + size]) for i in range(0, len(items), size)])
-        futures = [it.future for it in items]
+                self._enqueue(chunks)
+        futures = [c.future for c in chunks]
 
         def results() -> Iterator[LapResult]:
             try:
                 futures.reverse()
                 while futures:
                     if end_time is None:
-                        yield futures.pop().result()
+                        yield from futures.pop().result()
                     else:
-                        yield futures.pop().result(end_time - time.monotonic())
+                        yield from futures.pop().result(end_time - time.monotonic())
             finally:
                 for f in futures:
                     f.cancel()
@@ -537,8 +558,7 @@ class HttpExecutor(cf.Executor):
         self._stopping = True
         if cancel_futures:
             for chunk in self._queue:
-                for it in chunk.items:
-                    it.future.cancel()
+                chunk.future.cancel()
             self._queue.clear()
         self._wake.set()
 
@@ -563,10 +583,8 @@ class HttpExecutor(cf.Executor):
             pass
 
     def _fail_chunk(self, chunk: _Chunk, exc: BaseException) -> None:
-        for it in chunk.items:
-            if not chunk.started and not it.future.set_running_or_notify_cancel():
-                continue
-            self._set(it.future, exc=exc)
+        if chunk.started or chunk.future.set_running_or_notify_cancel():
+            self._set(chunk.future, exc=exc)
         chunk.started = True
 
     @staticmethod
@@ -640,13 +658,11 @@ class HttpExecutor(cf.Executor):
 
     def _start_chunk(self, chunk: _Chunk) -> bool:
         if not chunk.started:
-            chunk.items = [it for it in chunk.items if it.future.set_running_or_notify_cancel()]
             chunk.started = True
-        if not chunk.items:
-            return False
+            if not chunk.future.set_running_or_notify_cancel():
+                return False  # cancelled by the caller before it was sent
         if chunk.body is None:
-            genomes = json.dumps([it.genome for it in chunk.items])
-            chunk.body = f'{{"task":{chunk.task_json},"genomes":{genomes}}}'.encode()
+            chunk.body = b'{"task":' + chunk.task_json.encode() + b',"genomes":' + _dumps(chunk.genomes) + b"}"
         return True
 
     def _launch(self, ep: _Endpoint, chunk: _Chunk) -> None:
@@ -655,7 +671,7 @@ class HttpExecutor(cf.Executor):
         task = asyncio.create_task(self._run_chunk(ep, chunk))
         ep.tasks.add(task)
         task.add_done_callback(ep.tasks.discard)
-        self._emit("dispatch", endpoint=ep.url, size=len(chunk.items), inflight=ep.inflight)
+        self._emit("dispatch", endpoint=ep.url, size=len(chunk.genomes), inflight=ep.inflight)
         if ep.watch_task is None or ep.watch_task.done():
             ep.watch_task = asyncio.create_task(self._watch(ep))
 
@@ -697,15 +713,14 @@ class HttpExecutor(cf.Executor):
             try:
                 data = resp.json()
                 results = [LapResult.from_dict(r) for r in data["results"]]
-                if len(results) != len(chunk.items):
-                    raise ValueError(f"{len(results)} results for {len(chunk.items)} genomes")
+                if len(results) != len(chunk.genomes):
+                    raise ValueError(f"{len(results)} results for {len(chunk.genomes)} genomes")
             except Exception as exc:
                 reason = f"unreadable answer: {_describe_error(exc)}"
                 self._endpoint_failed(ep, reason)
                 self._retry(ep, chunk, reason)
                 return
-            for it, res in zip(chunk.items, results, strict=True):
-                self._set(it.future, res)
+            self._set(chunk.future, results[0] if chunk.single else results)
             ep.failures = 0
             ep.completed += len(results)
             self._stats["results"] += len(results)
@@ -719,7 +734,7 @@ class HttpExecutor(cf.Executor):
                 retry_after = 1.0
             ep.cooldown_until = self._loop.time() + min(max(retry_after, 0.0), 30.0)
             self._queue.appendleft(chunk)
-            self._emit("rejected", endpoint=ep.url, retry_after=retry_after, size=len(chunk.items))
+            self._emit("rejected", endpoint=ep.url, retry_after=retry_after, size=len(chunk.genomes))
             return
         if status >= 500:
             reason = f"HTTP {status}: {_detail(resp)}"
@@ -736,12 +751,12 @@ class HttpExecutor(cf.Executor):
         chunk.attempts += 1
         chunk.errors.append(f"{ep.url}: {reason}")
         chunk.avoid.add(ep.url)
-        self._emit("retry", endpoint=ep.url, reason=reason, size=len(chunk.items))
+        self._emit("retry", endpoint=ep.url, reason=reason, size=len(chunk.genomes))
         if chunk.attempts >= self.max_attempts:
             self._fail_chunk(
                 chunk,
                 EvaluationError(
-                    f"a chunk of {len(chunk.items)} genomes failed {chunk.attempts} times: "
+                    f"a chunk of {len(chunk.genomes)} genomes failed {chunk.attempts} times: "
                     + "; ".join(chunk.errors[-5:])
                 ),
             )

@@ -95,6 +95,10 @@ def test_only_declared_tasks_and_nothing_is_sent_otherwise(urls, reference):
             ex.map(TASK.model_dump(), gs)
         with pytest.raises(TypeError, match="one iterable"):
             ex.map(TASK, gs, gs)
+        with pytest.raises(ValueError, match=r"genomes\[1\]\[3\] is nan"):
+            ex.map(TASK, [gs[0], gs[1][:3] + [float("nan")] + gs[1][4:]])
+        with pytest.raises(ValueError, match=r"genomes\[0\]\[0\] is inf"):
+            ex.submit(TASK, [float("inf")] + gs[0][1:])
         assert ex.stats()["requests"] == 0
     assert "dispatch" not in events
 
