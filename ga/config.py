@@ -20,7 +20,7 @@ class EvolutionConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     seed: int = 0
-    population: int = Field(64, ge=2)
+    population: int = Field(128, ge=2)
     task: EvaluationTask
     track_label: str = Field(description="short track name for folder names and reports")
 
@@ -28,7 +28,7 @@ class EvolutionConfig(BaseModel):
     cxpb: float = Field(0.5, ge=0, le=1, description="probability that a pair is crossed")
     blend_alpha: float = Field(0.3, ge=0, description="cxBlend extension beyond the parents")
     mutpb: float = Field(0.8, ge=0, le=1, description="probability that a child is mutated")
-    mut_sigma: float = Field(0.15, ge=0, description="std-dev of the gaussian gene mutation")
+    mut_sigma: float = Field(0.3, ge=0, description="std-dev of the gaussian gene mutation")
     mut_indpb: float = Field(0.1, ge=0, le=1, description="share of genes a mutation touches")
     tournsize: int = Field(3, ge=1)
     elite: int = Field(2, ge=0, description="best individuals copied unchanged each generation")

@@ -37,7 +37,7 @@ from game import DEFAULT_TRACK, TrackError, load_track
 
 PROG = "ga.run"
 DEFAULT_GENERATIONS = 50
-DEFAULT_POPULATION = 64
+DEFAULT_POPULATION = 128
 DEFAULT_HIDDEN = (8,)
 SEGMENT_FRAMES = 10
 CONTROLLERS = ("mlp", "schedule")
