@@ -11,6 +11,7 @@ the local (process pool) executor's.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
 import os
@@ -27,6 +28,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT = 420.0
+
+
+def die_with_parent() -> None:
+    """In the child before exec: SIGKILL it if the test process dies without cleaning up."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def compose_model() -> dict:
@@ -81,7 +87,7 @@ class Evaluator:
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 python(service["command"]), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=die_with_parent,
             )
 
     def ready(self) -> bool:
@@ -160,7 +166,8 @@ def start_ga(ga: dict, hosts: Path, port: int, generations: int, out: Path, cach
     with log.open("wb") as f:
         return subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(hosts), *argv],
-            cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=die_with_parent,
         )
 
 

@@ -11,6 +11,7 @@ read-only. Nothing outside that namespace changes.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
 import os
@@ -36,6 +37,11 @@ if [ -n "$hosts" ]; then mount --bind "$hosts" /etc/hosts; fi
 cd "$RO_CWD"
 exec "$@"
 """
+
+
+def die_with_parent() -> None:
+    """In the child before exec: SIGKILL it if the test process dies without cleaning up."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def read_only_dirs() -> list[str]:
@@ -141,7 +147,8 @@ def processes():
 
 def spawn(processes: list, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=die_with_parent)
     processes.append(proc)
     return proc
 
