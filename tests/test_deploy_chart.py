@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import kubernetes_validate
@@ -42,13 +43,13 @@ def render(helm: str, *args: str, chart: Path = CHART) -> list[dict]:
     return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
 
-def schema_errors(objects: list[dict]) -> list[str]:
+def schema_errors(objects: list[dict], kube_version: str = KUBE_VERSION) -> list[str]:
     """Every problem kubernetes-validate (strict: no unknown fields) finds; unknown kinds count too."""
     errors = []
     for obj in objects:
         where = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
         try:
-            kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+            kubernetes_validate.validate(obj, kube_version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             errors.append(f"{where}: {'.'.join(map(str, exc.path))}: {exc.message}")
         except kubernetes_validate.SchemaNotFoundError as exc:
@@ -106,10 +107,25 @@ def test_helm_lint_strict(helm, values):
     assert "0 chart(s) failed" in proc.stdout
 
 
-def test_every_rendered_object_validates(rendered):
+@pytest.mark.parametrize("kube_version", ["1.25", KUBE_VERSION])
+def test_every_rendered_object_validates(rendered, kube_version):
+    """Against the schemas of the oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and
+    of a current one."""
     name, objects = rendered
     assert len(objects) >= 7
-    assert schema_errors(objects) == [], name
+    assert schema_errors(objects, kube_version) == [], name
+
+
+def test_versions_and_image_names_agree():
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert chart["kubeVersion"] == ">=1.25.0-0"
+    assert chart["appVersion"] == pyproject["project"]["version"]
+    for service, target in (("evaluator", "evaluator"), ("game", "game")):
+        image = compose["services"][service]["image"]
+        assert image == f"{values['image'][target]['repository']}:${{RRP_IMAGE_TAG:-{chart['appVersion']}}}"
 
 
 def test_default_values_give_the_evaluator_fleet_only(helm):
