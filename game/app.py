@@ -314,7 +314,8 @@ class GameRunner:
                 self.step_frame(capture=False)
                 self.recorder.count_missed(1)
             else:
-                self.step_frame(capture=last or wanted)
+                # draw every frame in a window; headless, draw only frames to record (the rest on demand)
+                self.step_frame(capture=wanted or (last and self._interactive))
             lag = now - self.pacer.due(self.frame)
             self.max_lag_s = max(self.max_lag_s, lag)
             n += 1
@@ -450,9 +451,8 @@ class GameRunner:
                         wait = idle_s
                     self.run_jobs(max(wait, 0.0))
                 else:
-                    if self.run_jobs(idle_s) == 0 and self.renderer is not None and (
-                            self._dirty or getattr(self.renderer, "interactive", False)):
-                        self._render(capture=self._dirty)   # refresh the frame, keep a window alive
+                    if self.run_jobs(idle_s) == 0 and self._interactive:
+                        self._render(capture=self._dirty)   # refresh the picture, keep the window alive
         finally:
             self.stopped.set()
             while True:  # nobody may wait forever on a job after the loop ended
@@ -462,6 +462,11 @@ class GameRunner:
                     break
                 if fut.set_running_or_notify_cancel():
                     fut.set_exception(NotReady("the game is shutting down"))
+
+    @property
+    def _interactive(self) -> bool:
+        """A renderer someone watches (a window): draw every frame. Headless renderers draw on demand."""
+        return self.renderer is not None and bool(getattr(self.renderer, "interactive", False))
 
     def render_now(self) -> tuple[np.ndarray | None, int]:
         """Loop thread: make sure the latest image shows the current frame."""

@@ -280,3 +280,22 @@ def test_front_end_modules_import_ursina_lazily():
             "print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_headless_draws_on_demand_and_windows_draw_every_frame(track):
+    clock = FakeClock()
+    ren = FakeRenderer()
+    g = GameRunner(track, "realtime", clock=clock, renderer=ren)
+    g.pacer.start(0)
+    for _ in range(10):
+        clock.t += DT
+        g.tick()
+    assert ren.drawn == []  # nobody watches a headless game without a recorder
+    image, frame = g.render_now()
+    assert frame == 10 and ren.drawn == [10] and int(image[0, 0, 0]) == 10
+    assert g.render_now()[1] == 10 and ren.drawn == [10]  # not redrawn while nothing changed
+    ren.interactive = True
+    for _ in range(3):
+        clock.t += DT
+        g.tick()
+    assert ren.drawn == [10, 11, 12, 13]
