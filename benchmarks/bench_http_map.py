@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 
 from evaluator import ControllerSpec, EvaluationTask  # noqa: E402
 from ga.executors import LocalExecutor  # noqa: E402
@@ -168,7 +169,24 @@ def calibrate_10ms(target_s: float = 0.010) -> EvaluationTask:
     return EvaluationTask(max_frames=frames, stall_frames=0, controller=spec)
 
 
-def small_task_benchmark(http: HttpExecutor, local: LocalExecutor, repeats: int, n: int = 200) -> dict:
+def _cpu(pids: list[int]) -> tuple[float, float]:
+    """CPU seconds of the evaluator server processes, and of their worker processes."""
+    server = workers = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            t = root.cpu_times()
+            server += t.user + t.system
+            for child in root.children(recursive=True):
+                t = child.cpu_times()
+                workers += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return server, workers
+
+
+def small_task_benchmark(http: HttpExecutor, local: LocalExecutor, repeats: int, pids: list[int],
+                         n: int = 200) -> dict:
     task = calibrate_10ms()
     rng = random.Random(7)
     gs = [[rng.gauss(0, 0.7) for _ in range(task.controller.genome_length())] for _ in range(n)]
@@ -176,10 +194,17 @@ def small_task_benchmark(http: HttpExecutor, local: LocalExecutor, repeats: int,
     assert list(http.map(task, gs, chunksize=1)) == expected
     results = {"tasks": n, "max_frames": task.max_frames}
     serial, t_http, t_local = [], [], []
+    cpu = {"client": 0.0, "server": 0.0, "workers": 0.0}
     for _ in range(repeats):
-        # in-process CPU time of the same 200 tasks, one at a time: the ideal is that over 2 workers
+        # in-process time of the same 200 tasks, one at a time: the ideal is that over 2 workers
         serial.append(timed(lambda: [task.evaluate_batch([g]) for g in gs]))
+        server0, workers0 = _cpu(pids)
+        client0 = time.process_time()
         t_http.append(timed(lambda: list(http.map(task, gs, chunksize=1))))
+        cpu["client"] += time.process_time() - client0
+        server1, workers1 = _cpu(pids)
+        cpu["server"] += server1 - server0
+        cpu["workers"] += workers1 - workers0
         t_local.append(timed(lambda: list(local.map(task, gs, chunksize=1))))
     task_s = statistics.median(serial) / n
     ideal = statistics.median(serial) / 2
@@ -191,6 +216,10 @@ def small_task_benchmark(http: HttpExecutor, local: LocalExecutor, repeats: int,
         local_s=ml,
         http_efficiency=ideal / mh,
         local_efficiency=ideal / ml,
+        # load-independent view: CPU spent outside the simulation per task (client + HTTP servers)
+        overhead_ms_per_task=1000 * (cpu["client"] + cpu["server"]) / (n * repeats),
+        worker_ms_per_task=1000 * cpu["workers"] / (n * repeats),
+        cpu_efficiency=cpu["workers"] / (cpu["workers"] + cpu["client"] + cpu["server"]),
         http_runs=t_http,
         local_runs=t_local,
         serial_runs=serial,
@@ -210,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     with LocalFleet(2, workers=1) as fleet, HttpExecutor(fleet.urls) as http, LocalExecutor(2) as local:
         report["generation_initial"] = generation_benchmark(http, local, task, gen0, args.repeats)
         report[f"generation_{args.generations}"] = generation_benchmark(http, local, task, genn, args.repeats)
-        report["tasks_10ms"] = small_task_benchmark(http, local, args.repeats)
+        report["tasks_10ms"] = small_task_benchmark(http, local, args.repeats, fleet.pids())
         report["http_stats"] = {k: v for k, v in http.stats().items() if k != "endpoints"}
     report["load_avg_after"] = os.getloadavg()
     if args.json:
@@ -230,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{'200 tasks of ~10 ms':>22}: {t['task_ms']:.1f} ms/task in-process (max_frames {t['max_frames']}), "
         f"ideal {t['ideal_s']:.3f}s   http {t['http_s']:.3f}s = {100 * t['http_efficiency']:.1f}% of ideal   "
         f"local(2) {t['local_s']:.3f}s = {100 * t['local_efficiency']:.1f}%"
+    )
+    print(
+        f"{'':>22}  CPU per task: {t['worker_ms_per_task']:.2f} ms in the evaluators' workers, "
+        f"{t['overhead_ms_per_task']:.2f} ms of HTTP client + server -> CPU efficiency "
+        f"{100 * t['cpu_efficiency']:.1f}%"
     )
     print(f"load average before/after: {report['load_avg_before'][0]:.2f} / {report['load_avg_after'][0]:.2f}")
     return 0
