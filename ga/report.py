@@ -59,7 +59,8 @@ def _pyplot():
 
 def plot_fitness(path: str | os.PathLike, logbook: Sequence[dict], baseline_lap: float | None,
                  title: str) -> None:
-    """Best and mean lap time (finished laps) per generation, with the finished share."""
+    """Best and mean lap time (finished laps) per generation, with the finished share and
+    the furthest car's progress (the only sign of learning before the first lap is finished)."""
     plt = _pyplot()
     gens = [e["gen"] for e in logbook]
     best = [np.nan if e["best_lap"] is None else e["best_lap"] for e in logbook]
@@ -77,11 +78,13 @@ def plot_fitness(path: str | os.PathLike, logbook: Sequence[dict], baseline_lap:
     ax.grid(alpha=0.3)
     ax2 = ax.twinx()
     ax2.fill_between(gens, share, color="tab:green", alpha=0.12, step="mid", label="finished share")
+    progress = [100.0 * e["best_progress"] for e in logbook]
+    ax2.plot(gens, progress, color="tab:green", lw=1, ls=":", label="furthest car (% of lap)")
     ax2.set_ylim(0, 100)
-    ax2.set_ylabel("cars finishing the lap (%)")
+    ax2.set_ylabel("% of cars finishing / of the lap")
     lines = ax.get_legend_handles_labels()
     fills = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + fills[0], lines[1] + fills[1], loc="upper right", fontsize=8)
+    ax.legend(lines[0] + fills[0], lines[1] + fills[1], loc="upper center", fontsize=8)
     ax.set_zorder(ax2.get_zorder() + 1)
     ax.patch.set_visible(False)
     ax.set_title(title)
