@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from dataclasses import dataclass, field
@@ -9,11 +10,31 @@ from dataclasses import dataclass, field
 DEFAULT_PORT = 8000
 
 
-def _default_workers() -> int:
+def _cgroup_cpus(path: str = "/sys/fs/cgroup/cpu.max") -> float | None:
+    """CPUs granted by a cgroup v2 CPU limit (a container's ``resources.limits.cpu``), if any."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        with open(path) as f:
+            quota, period = f.read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    try:
+        return int(quota) / int(period)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _default_workers() -> int:
+    """One worker per CPU this process may use: its affinity, capped by a container CPU limit."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    limit = _cgroup_cpus()
+    if limit is not None:
+        cpus = min(cpus, math.ceil(limit))
+    return max(1, cpus)
 
 
 def _default_id() -> str:
