@@ -224,6 +224,11 @@ class UrsinaRenderer:
         self._build_hud(hud)
         self._build_capture()
         self.set_track(track)
+        # Ursina asks for Panda3D's generated (Cg) shaders on every entity; Mesa's GL profile cannot run
+        # them and Panda3D falls back to the fixed-function pipeline after logging an error. The scene is
+        # vertex-coloured and unlit, so ask for the fixed-function pipeline directly.
+        self.app.render.setShaderOff(1)
+        camera.ui_render.setShaderOff(1)
         if headless:
             # nobody sees the offscreen window: render only the capture buffer (about 2x faster)
             self.app.win.setActive(False)
