@@ -225,6 +225,12 @@ class Run:
         self.config = config
         self.wall = wall
 
+    def refresh(self, state: EvolutionState) -> None:
+        """Rewrite best.json and log.csv from a loaded checkpoint (a kill may have landed
+        between the checkpoint and these files)."""
+        atomic.write_json(self.dir / "best.json", best_document(self.config, state))
+        report.write_log_csv(self.dir / "log.csv", list(state.logbook), self.wall)
+
     def save(self, state: EvolutionState, seconds: float, nevals: int) -> float:
         """Persist the generation just finished; return its evaluations per second."""
         rate = nevals / seconds if seconds > 0 else 0.0
@@ -252,6 +258,8 @@ def evolve(run: Run, state: EvolutionState | None, generations: int, executor: E
         bar.close()
         rate = run.save(state, time.perf_counter() - t0, state.logbook[-1]["nevals"])
         print(summary_line(state.logbook[-1], rate), flush=True)
+    else:
+        run.refresh(state)
     while state.generation < generations:
         bar.generation = state.generation + 1
         t0 = time.perf_counter()

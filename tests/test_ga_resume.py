@@ -68,8 +68,11 @@ def test_resume_after_k_generations_equals_uninterrupted(tmp_path):
 def test_resume_of_a_finished_run_changes_nothing(tmp_path):
     run(tmp_path / "r", "--generations", "2", "--workers", "1")
     before = deterministic_part(tmp_path / "r")
+    best = (tmp_path / "r" / "best.json").read_bytes()
+    (tmp_path / "r" / "best.json").unlink()  # as if killed between checkpoint and best.json
     resume(tmp_path / "r", "--workers", "1")
     assert deterministic_part(tmp_path / "r") == before
+    assert (tmp_path / "r" / "best.json").read_bytes() == best
 
 
 def wait_for_generation(path: Path, generation: int, proc: subprocess.Popen, deadline_s: float = 300) -> int:
