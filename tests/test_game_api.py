@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -138,7 +139,7 @@ def test_past_frame_is_refused_in_realtime(realtime):
     c = realtime.client
     # wait (by polling the game's own frame counter) until the game is past frame 3
     while c.get("/v1/state").json()["frame"] <= 3:
-        pass
+        time.sleep(0.01)
     r = c.post("/v1/controls", json={"keys": ["forward"], "frame": 1})
     assert r.status_code == 409
     assert "frame 1 is in the past" in r.json()["detail"]
@@ -153,7 +154,7 @@ def test_realtime_command_applies_at_its_frame(realtime):
     cmd = c.post("/v1/controls", json={"keys": {"forward": True, "left": True}, "frame": target}).json()
     assert cmd["status"] == "pending" and cmd["frame"] == target
     while c.get(f"/v1/controls/{cmd['id']}").json()["status"] == "pending":
-        pass
+        time.sleep(0.01)
     done = c.get(f"/v1/controls/{cmd['id']}").json()
     assert done["applied_frame"] == target and done["status"] == "applied"
     assert c.get("/v1/state").json()["held_keys"]["left"] is True
