@@ -33,7 +33,7 @@ import prometheus_client as prom
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
 
 from evaluator import ControllerSpec, EvaluationTask
 from evaluator.settings import Settings
@@ -479,8 +479,8 @@ class EvaluationGuard:
 
     In this order: bearer token (401), declared ``Content-Length`` over the limit (413, nothing read),
     capacity (503 + ``Retry-After``), then the body is read up to the limit (413 as soon as it is
-    exceeded, for chunked uploads) and replayed to the application.  The in-flight count covers the
-    request until its response is sent.
+    exceeded, for chunked uploads) and answered by :func:`evaluate_body`.  The in-flight count covers
+    the request until its response is sent.
     """
 
     def __init__(self, app, state: ServiceState) -> None:
@@ -567,16 +567,8 @@ class EvaluationGuard:
                     break
             body = b"".join(chunks)
             chunks.clear()
-            replayed = False
-
-            async def replay():
-                nonlocal replayed
-                if not replayed:
-                    replayed = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
-
-            await self.app(scope, replay, send)
+            response = await evaluate_body(state, body)
+            await response(scope, receive, send)
         finally:
             state.inflight -= 1
             state.metrics.inflight.set(state.inflight)
@@ -606,7 +598,66 @@ def _field_name(loc: Sequence[Any]) -> str:
     return out
 
 
-_ERROR_STATUS = {401: "unauthorized", 413: "too_large", 422: "invalid", 503: "overloaded"}
+_ERROR_STATUS = {401: "unauthorized", 413: "too_large", 422: "invalid", 500: "internal", 503: "overloaded"}
+
+
+def validation_errors(errors: Sequence[dict]) -> JSONResponse:
+    """pydantic errors -> 422 whose ``detail`` names each field (``genomes[3]: ...``)."""
+    out = []
+    for err in errors:
+        field = _field_name(err.get("loc", ()))
+        msg = str(err.get("msg", "invalid"))
+        if err.get("type") == "json_invalid":
+            field, msg = "body", f"not valid JSON: {err.get('ctx', {}).get('error', msg)}"
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+            # our model validators name the field at the start of the message
+            head, sep, rest = msg.partition(": ")
+            if sep and " " not in head:
+                field, msg = head, rest
+        out.append({"field": field, "message": msg})
+    detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in out)
+    return JSONResponse({"detail": detail or "invalid request", "errors": out}, 422)
+
+
+async def run_evaluation(state: ServiceState, request: EvaluationRequest) -> Response:
+    """Check the request against this evaluator's limits, run it on a worker, answer."""
+    settings = state.settings
+    task = request.task
+    if task.max_frames > settings.max_frames:
+        raise ApiError(
+            422, "task.max_frames", f"{task.max_frames} exceeds this evaluator's limit of {settings.max_frames}"
+        )
+    if len(request.genomes) > settings.max_batch:
+        raise ApiError(413, "genomes", f"batch of {len(request.genomes)} exceeds the limit of {settings.max_batch}")
+    start = time.perf_counter()
+    try:
+        results = await state.evaluate(task.model_dump_json(), request.genomes)
+    except WorkerFailed as exc:
+        if exc.kind == "TrackError":
+            raise ApiError(422, "task.track", f"invalid track: {exc}") from None
+        log.error("evaluation failed: %s: %s", exc.kind, exc)
+        raise ApiError(500, None, f"evaluation failed: {exc.kind}: {exc}") from None
+    elapsed = time.perf_counter() - start
+    state.metrics.latency.observe(elapsed)
+    state.metrics.evaluations.inc()
+    state.metrics.laps.inc(len(results))
+    payload = {"results": results, "evaluator": settings.evaluator_id, "elapsed_s": elapsed}
+    return Response(orjson.dumps(payload), media_type="application/json")
+
+
+async def evaluate_body(state: ServiceState, body: bytes) -> Response:
+    """``POST /v1/evaluations`` from its raw body: JSON parsed and validated in one pass (pydantic)."""
+    try:
+        try:
+            request = EvaluationRequest.model_validate_json(body)
+        except ValidationError as exc:
+            state.metrics.errors.labels("invalid").inc()
+            return validation_errors(exc.errors(include_input=False))
+        return await run_evaluation(state, request)
+    except ApiError as exc:
+        state.metrics.errors.labels(_ERROR_STATUS.get(exc.status, "error")).inc()
+        return exc.response()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -638,22 +689,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
         state.metrics.errors.labels("invalid").inc()
-        errors = []
-        for err in exc.errors():
-            field = _field_name(err.get("loc", ()))
-            msg = str(err.get("msg", "invalid"))
-            if err.get("type") == "json_invalid":
-                pos = err.get("loc", ("body", "?"))[-1]
-                field, msg = "body", f"not valid JSON (at character {pos}): {err.get('ctx', {}).get('error', msg)}"
-            if msg.startswith("Value error, "):
-                msg = msg[len("Value error, ") :]
-                # our model validators name the field at the start of the message
-                head, sep, rest = msg.partition(": ")
-                if sep and " " not in head:
-                    field, msg = head, rest
-            errors.append({"field": field, "message": msg})
-        detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
-        return JSONResponse({"detail": detail or "invalid request", "errors": errors}, 422)
+        return validation_errors(exc.errors())
 
     error_responses = {
         401: {"model": ErrorResponse, "description": "missing or wrong bearer token"},
@@ -664,31 +700,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post(EVALUATIONS_PATH, response_model=EvaluationResponse, responses=error_responses)
     async def evaluations(request: EvaluationRequest) -> Response:
-        task = request.task
-        if task.max_frames > settings.max_frames:
-            raise ApiError(
-                422, "task.max_frames", f"{task.max_frames} exceeds this evaluator's limit of {settings.max_frames}"
-            )
-        if len(request.genomes) > settings.max_batch:
-            raise ApiError(413, "genomes", f"batch of {len(request.genomes)} exceeds the limit of {settings.max_batch}")
-        task_json = task.model_dump_json()
-        start = time.perf_counter()
-        try:
-            with state.metrics.latency.time():
-                results = await state.evaluate(task_json, request.genomes)
-        except ApiError:
-            raise
-        except WorkerFailed as exc:
-            if exc.kind == "TrackError":
-                raise ApiError(422, "task.track", f"invalid track: {exc}") from None
-            log.error("evaluation failed: %s: %s", exc.kind, exc)
-            state.metrics.errors.labels("internal").inc()
-            return JSONResponse(_error_body(None, f"evaluation failed: {exc.kind}: {exc}"), 500)
-        elapsed = time.perf_counter() - start
-        state.metrics.evaluations.inc()
-        state.metrics.laps.inc(len(results))
-        payload = {"results": results, "evaluator": settings.evaluator_id, "elapsed_s": elapsed}
-        return Response(orjson.dumps(payload), media_type="application/json")
+        # Documents the route; requests are answered by EvaluationGuard with the same code
+        # (evaluate_body), which parses the body in one pass instead of JSON then model.
+        return await run_evaluation(state, request)
 
     @app.get("/healthz")
     async def healthz() -> dict:

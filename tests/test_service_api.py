@@ -130,7 +130,7 @@ CASES = [
     ("batch-too-large", json.dumps({"task": _task_json(), "genomes": genomes(MAX_BATCH + 1)}),
      413, "genomes", f"limit of {MAX_BATCH}"),
     ("empty-batch", json.dumps({"task": _task_json(), "genomes": []}), 422, "genomes", "at least 1"),
-    ("genomes-not-a-list", json.dumps({"task": _task_json(), "genomes": "abc"}), 422, "genomes", "valid list"),
+    ("genomes-not-a-list", json.dumps({"task": _task_json(), "genomes": "abc"}), 422, "genomes", "valid array"),
     ("missing-task", json.dumps({"genomes": [[0.0]]}), 422, "task", "Field required"),
     ("extra-field", json.dumps({"task": _task_json(), "genomes": [[0.0]], "code": "import os"}),
      422, "code", "Extra inputs are not permitted"),
