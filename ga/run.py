@@ -94,7 +94,8 @@ def _parse_hidden(text: str | None) -> tuple[int, ...]:
 
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}" if where else err["msg"]
 
 
 def new_config(args: argparse.Namespace) -> tuple[EvolutionConfig, float | None]:
@@ -120,7 +121,10 @@ def new_config(args: argparse.Namespace) -> tuple[EvolutionConfig, float | None]
             spec = ControllerSpec(kind=kind, hidden=_parse_hidden(args.hidden))
     except ValidationError as exc:
         raise UsageError(f"invalid controller: {_first_error(exc)}") from None
-    task = EvaluationTask(track=track_arg, max_frames=max_frames, controller=spec).resolved()
+    try:
+        task = EvaluationTask(track=track_arg, max_frames=max_frames, controller=spec).resolved()
+    except ValidationError as exc:
+        raise UsageError(f"invalid evaluation task: {_first_error(exc)}") from None
     label = track.name if track_arg == track.name else Path(track_arg).stem
     config = EvolutionConfig(
         seed=0 if args.seed is None else args.seed, population=population, task=task, track_label=label

@@ -45,6 +45,8 @@ def finished_run(tmp_path_factory) -> Path:
     (["--generations", "0"], ["--generations"]),
     (["--hidden", "8,x"], ["--hidden"]),
     (["--workers", "0"], ["--workers"]),
+    (["--hidden", "100"], ["hidden"]),
+    (["--max-frames", "40000"], ["max_frames"]),
     (["--population", "many"], ["--population"]),
     (["--no-such-option"], ["--no-such-option"]),
     (["--resume", "/nonexistent/run"], ["/nonexistent/run"]),
