@@ -528,19 +528,18 @@ class HttpExecutor(cf.Executor):
                 log.exception("on_event callback failed")
 
     async def _main(self) -> None:
-        self._wake = asyncio.Event()
         self._refresh_now = asyncio.Event()
+        self._done: asyncio.Future = self._loop.create_future()
+        self._kick_pending = False
+        self._timer: asyncio.TimerHandle | None = None
         self._loop_ready.set()
         refresher = asyncio.create_task(self._refresh_loop())
         try:
-            while True:
-                self._wake.clear()
-                delay = self._dispatch()
-                if self._stopping and not self._queue and not any(ep.inflight for ep in self._endpoints.values()):
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            self._kick()
+            await self._done
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
             refresher.cancel()
             for ep in list(self._endpoints.values()):
                 for t in (ep.probe_task, ep.watch_task, *ep.tasks):
@@ -554,17 +553,34 @@ class HttpExecutor(cf.Executor):
                 await ep.client.aclose()
             self._fail_all(RuntimeError("executor shut down"))
 
+    def _kick(self) -> None:
+        """Run the dispatcher soon (once, however many events ask for it before it runs)."""
+        if not self._kick_pending:
+            self._kick_pending = True
+            self._loop.call_soon(self._run_dispatch)
+
+    def _run_dispatch(self) -> None:
+        self._kick_pending = False
+        delay = self._dispatch()
+        if self._stopping and not self._queue and not any(ep.inflight for ep in self._endpoints.values()):
+            if not self._done.done():
+                self._done.set_result(None)
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(delay, self._kick)
+
     def _begin_stop(self, cancel_futures: bool) -> None:
         self._stopping = True
         if cancel_futures:
             for chunk in self._queue:
                 chunk.future.cancel()
             self._queue.clear()
-        self._wake.set()
+        self._kick()
 
     def _enqueue_in_loop(self, chunks: list[_Chunk]) -> None:
         self._queue.extend(chunks)
-        self._wake.set()
+        self._kick()
 
     def _fail_all(self, exc: BaseException) -> None:
         while self._queue:
@@ -642,15 +658,15 @@ class HttpExecutor(cf.Executor):
                 continue
             ep = self._pick(chunk, now, pipeline)
             if ep is None:
-                kept.append(chunk)
                 if not any(self._free(e, now, pipeline) for e in self._endpoints.values()):
+                    self._queue.appendleft(chunk)
                     break  # no free slot anywhere: keep the rest in order
+                kept.append(chunk)
                 continue
             if not self._start_chunk(chunk):
                 continue  # every genome of the chunk was cancelled
             self._launch(ep, chunk)
-        kept.extend(self._queue)
-        self._queue = kept
+        self._queue.extendleft(reversed(kept))
         for ep in self._endpoints.values():
             if ep.state == "up" and ep.cooldown_until > now:
                 next_event = min(next_event, ep.cooldown_until - now)
@@ -705,7 +721,7 @@ class HttpExecutor(cf.Executor):
             ep.inflight -= 1
             if ep.state == "gone" and ep.inflight == 0:
                 self._forget(ep)
-            self._wake.set()
+            self._kick()
 
     async def _handle_response(self, ep: _Endpoint, chunk: _Chunk, resp: httpx.Response | _Reply) -> None:
         status = resp.status_code
@@ -764,7 +780,7 @@ class HttpExecutor(cf.Executor):
         delay = min(self.backoff_max, self.backoff_base * 2 ** (chunk.attempts - 1))
         chunk.not_before = self._loop.time() + delay * _JITTER.uniform(0.5, 1.0)
         self._queue.appendleft(chunk)
-        self._wake.set()
+        self._kick()
 
     # ------------------------------------------------------------------------------------------
     # endpoint health
@@ -787,7 +803,7 @@ class HttpExecutor(cf.Executor):
                     t.cancel()
         self._start_probe(ep)
         self._refresh_now.set()
-        self._wake.set()
+        self._kick()
 
     def _bench_delay(self, ep: _Endpoint) -> float:
         return min(self.bench_max, 0.25 * 2 ** max(0, ep.failures - 1)) * _JITTER.uniform(0.75, 1.0)
@@ -826,7 +842,7 @@ class HttpExecutor(cf.Executor):
             self._capacity_event.set()
             log.info("evaluator %s up (capacity %d)", ep.url, ep.limit)
             self._emit("endpoint_up", endpoint=ep.url, capacity=ep.limit)
-            self._wake.set()
+            self._kick()
             return
 
     def _probed(self, ep: _Endpoint) -> None:
@@ -913,7 +929,7 @@ class HttpExecutor(cf.Executor):
                 self._emit("endpoint_removed", endpoint=url)
                 if ep.inflight == 0:
                     self._forget(ep)
-        self._wake.set()
+        self._kick()
 
     def _forget(self, ep: _Endpoint) -> None:
         if self._endpoints.get(ep.url) is ep and not self._stopping:
