@@ -445,6 +445,7 @@ class HttpExecutor(cf.Executor):
         """
         end_time = None if timeout is None else timeout + time.monotonic()
         task_json = self._task_json(fn)
+        self._check_open()
         if len(iterables) != 1:
             raise TypeError("map(task, genomes): an evaluation task takes exactly one iterable of genomes")
         genomes = [_genome(g, i) for i, g in enumerate(iterables[0])]
