@@ -6,7 +6,8 @@ unpickled or executed: the body is JSON validated by pydantic models, a track is
 bundled track or inline track data (a path on the evaluator's file system is refused), and every genome is
 checked against the controller spec.
 
-The event loop never simulates: each request is one job for a process pool.  At most ``capacity``
+The event loop never simulates: each request is one job for a worker process (the only pickles are
+those the server exchanges with its own workers over private pipes).  At most ``capacity``
 requests are taken at once (running or waiting for a worker); beyond that the answer is
 ``503`` with ``Retry-After`` so callers spread work elsewhere instead of queueing without limit.
 Request bodies are limited before they are read (``413``).
