@@ -1,6 +1,6 @@
 """Overhead of the HTTP map: HttpExecutor over local evaluator processes vs the local process pool.
 
-    python benchmarks/bench_http_map.py [--repeats 5] [--json]
+    python benchmarks/bench_http_map.py [--repeats 15] [--task-repeats 5] [--json]
 
 1. One real generation: 64 genomes driving full laps on the default track (frame limit of the GA:
    1.5 x the pursuit baseline lap), through ``HttpExecutor`` over 2 evaluator processes (1 worker each)
@@ -229,7 +229,8 @@ def small_task_benchmark(http: HttpExecutor, local: LocalExecutor, repeats: int,
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=15, help="timed runs of each generation per executor")
+    p.add_argument("--task-repeats", type=int, default=5, help="timed runs of the 200 short tasks")
     p.add_argument("--generations", type=int, default=6, help="GA generations before the late population")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = p.parse_args(argv)
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     with LocalFleet(2, workers=1) as fleet, HttpExecutor(fleet.urls) as http, LocalExecutor(2) as local:
         report["generation_initial"] = generation_benchmark(http, local, task, gen0, args.repeats)
         report[f"generation_{args.generations}"] = generation_benchmark(http, local, task, genn, args.repeats)
-        report["tasks_10ms"] = small_task_benchmark(http, local, args.repeats, fleet.pids())
+        report["tasks_10ms"] = small_task_benchmark(http, local, args.task_repeats, fleet.pids())
         report["http_stats"] = {k: v for k, v in http.stats().items() if k != "endpoints"}
     report["load_avg_after"] = os.getloadavg()
     if args.json:
