@@ -6,9 +6,12 @@ handed to ``map`` must be a declared :class:`evaluator.EvaluationTask` (never ar
 so the same call works unchanged against the HTTP executor that ships tasks to evaluator pods.
 
 Genomes travel in chunks because one ``task.evaluate_batch(chunk)`` runs a single batched
-simulation for the whole chunk: bigger chunks use the vectorised simulation better, more
-chunks keep every worker busy until the end of a generation. The default splits a
-generation into about three chunks per worker.
+simulation for the whole chunk. Each simulated frame has a fixed cost (a controller call and
+a step call from Python) on top of the per-car cost, so bigger chunks are cheaper per lap;
+more chunks let a worker that finishes early take over work from a slower one (the cores
+are shared). Measured on a 2-core machine with a population of 128 after 10 generations,
+2 workers: 1 chunk per worker 800 evaluations/s, 2 chunks 760, 3 chunks 640, 6 chunks 580.
+The default is two chunks per worker.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 
 from evaluator import EvaluationTask
 
-CHUNKS_PER_WORKER = 3
+CHUNKS_PER_WORKER = 2
 """Default number of chunks per worker and generation (see :func:`default_chunksize`)."""
 
 

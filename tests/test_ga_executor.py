@@ -99,8 +99,8 @@ def test_context_manager_shuts_down():
 
 
 def test_default_chunking_gives_each_worker_several_chunks():
-    assert default_chunksize(64, 2) == 11  # 6 chunks: 3 per worker
-    assert len(split(list(range(64)), default_chunksize(64, 2))) == 6
+    assert default_chunksize(128, 2) == 32  # 4 chunks: 2 per worker
+    assert len(split(list(range(126)), default_chunksize(126, 2))) == 4
     assert default_chunksize(3, 2) == 1
     assert default_chunksize(0, 2) == 1
     assert [list(c) for c in split([1, 2, 3, 4, 5], 2)] == [[1, 2], [3, 4], [5]]
