@@ -285,6 +285,7 @@ class WorkerPool:
         self._queue: deque[tuple[int, str | None, Any, asyncio.Future]] = deque()
         self._ids = itertools.count()
         self._closing = False
+        self._respawning: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.running = 0
 
@@ -319,6 +320,17 @@ class WorkerPool:
             return
         worker.ready = True  # (its answer already released it for jobs)
         log.debug("worker %s ready", pid)
+
+    async def _respawn(self) -> None:
+        delay = 0.5
+        while not self._closing:
+            try:
+                await self._spawn()
+                return
+            except Exception:
+                log.exception("starting a worker process failed; trying again in %.1f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 30.0)
 
     def submit(self, task_json: str, genomes: Any) -> asyncio.Future:
         assert self._loop is not None
@@ -381,10 +393,13 @@ class WorkerPool:
         if not self._closing:
             log.error("worker process %s died (exit code %s); starting another", worker.process.pid,
                       worker.process.exitcode)
-            self._loop.create_task(self._spawn())
+            self._respawning.add(self._loop.create_task(self._respawn()))
+            self._respawning = {t for t in self._respawning if not t.done()}
 
     async def stop(self) -> None:
         self._closing = True
+        for task in self._respawning:
+            task.cancel()
         for _, _, _, future in self._queue:
             if not future.done():
                 future.set_exception(WorkerDied("the evaluator is stopping"))
@@ -711,8 +726,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/readyz", responses={503: {"description": "not ready"}})
     async def readyz() -> Response:
-        body = {"ready": state.ready, "inflight": state.inflight, "capacity": settings.capacity}
-        return JSONResponse(body, 200 if state.ready else 503)
+        ready = state.ready and state.pool.ready_workers > 0
+        body = {"ready": ready, "inflight": state.inflight, "capacity": settings.capacity,
+                "workers_ready": state.pool.ready_workers}
+        return JSONResponse(body, 200 if ready else 503)
 
     @app.get(f"{API_PREFIX}/info", response_model=InfoResponse)
     async def info() -> InfoResponse:
