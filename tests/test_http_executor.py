@@ -177,17 +177,30 @@ def test_a_hanging_evaluator_is_detected_and_its_work_retried(fleet, reference):
             victim_results.append(info)
 
     victim_results: list = []
+    back = threading.Event()
+
+    def on_event_and_return(kind: str, info: dict) -> None:
+        on_event(kind, info)
+        if kind == "endpoint_up" and info["endpoint"] == victim.url and frozen.is_set():
+            back.set()
+
     try:
         urls = [fleet[0].url, victim.url, fleet[1].url]
-        with HttpExecutor(urls, on_event=on_event, heartbeat_interval=0.5, heartbeat_timeout=2.0) as ex:
+        with HttpExecutor(
+            urls, on_event=on_event_and_return, heartbeat_interval=0.5, heartbeat_timeout=2.0, bench_max=1.0
+        ) as ex:
             results = list(ex.map(TASK, gs, chunksize=2))
             stats = ex.stats()
+            assert stats["endpoints"][victim.url]["state"] == "benched"
+            # thawed, the benched evaluator is probed back into service
+            victim.signal_all(signal.SIGCONT)
+            assert back.wait(60)
+            assert list(ex.map(TASK, gs, chunksize=1)) == expected
+            assert ex.stats()["endpoints"][victim.url]["completed"] > stats["endpoints"][victim.url]["completed"]
         assert frozen.is_set()
         assert results == expected
         assert stats["results"] == len(gs)
         assert stats["retries"] >= 1
-        victim_state = stats["endpoints"][victim.url]
-        assert victim_state["state"] == "benched"
     finally:
         victim.signal_all(signal.SIGCONT)
         victim.stop()
@@ -215,3 +228,43 @@ def test_503_over_capacity_is_retried_not_failed():
         for w in workers:
             w.send_signal(signal.SIGCONT)
         ev.stop()
+
+
+def test_a_request_that_times_out_is_retried_elsewhere(fleet, reference):
+    """The victim's event loop answers its health checks but its worker is frozen: the request
+    timeout (not the health check) sends its chunks elsewhere."""
+    gs, expected = reference
+    (victim,) = start_evaluators(1)
+    workers = [c for p in victim.processes() if "forkserver" in " ".join(p.cmdline()) for c in p.children()]
+    try:
+        for w in workers:
+            w.send_signal(signal.SIGSTOP)
+        urls = [fleet[0].url, victim.url, fleet[1].url]
+        with HttpExecutor(urls, request_timeout=3.0, heartbeat_interval=0.5) as ex:
+            assert list(ex.map(TASK, gs, chunksize=3)) == expected
+            stats = ex.stats()
+        assert stats["results"] == len(gs)
+        assert stats["retries"] >= 1
+        assert "timed out" in stats["endpoints"][victim.url]["last_error"]
+        assert stats["endpoints"][victim.url]["completed"] == 0
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGCONT)
+        victim.stop()
+
+
+def test_work_waits_for_an_evaluator_that_comes_up_late():
+    """Nothing listens yet when the map starts; the evaluator is started afterwards and the
+    executor's probes find it before the unreachable deadline."""
+    from test_http_support import Evaluator
+
+    port = free_port()
+    gs = genomes(6)
+    with HttpExecutor([f"http://127.0.0.1:{port}"], bench_max=0.5, unreachable_timeout=300) as ex:
+        results = ex.map(TASK, gs)
+        late = Evaluator(port=port)
+        try:
+            late.wait_ready()
+            assert list(results) == TASK.evaluate_batch(gs)
+        finally:
+            late.stop()
