@@ -392,7 +392,21 @@ class HttpExecutor(cf.Executor):
 
     def stats(self) -> dict:
         """Counters (requests sent, results, retries, 503s, endpoint failures) and per-endpoint state."""
-        out = dict(self._stats)
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            snapshot: cf.Future = cf.Future()
+
+            def take() -> None:
+                snapshot.set_result(self._snapshot())
+
+            try:
+                self._loop.call_soon_threadsafe(take)
+                return snapshot.result(timeout=30)
+            except (RuntimeError, cf.TimeoutError):  # the loop stopped meanwhile
+                pass
+        return self._snapshot()
+
+    def _snapshot(self) -> dict:
+        out: dict = dict(self._stats)
         out["endpoints"] = {
             url: {"state": ep.state, "completed": ep.completed, "limit": ep.limit, "last_error": ep.last_error}
             for url, ep in list(self._endpoints.items())
