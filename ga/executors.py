@@ -46,11 +46,23 @@ def as_genome(genome: Iterable[float]) -> list[float]:
     return [float(x) for x in genome]
 
 
+MIN_CHUNK = 8
+"""Below this many genomes per chunk the per-frame overhead dominates (many-core machines)."""
+
+
 def default_chunksize(n_items: int, workers: int, chunks_per_worker: int = CHUNKS_PER_WORKER) -> int:
-    """Chunk size that gives each worker about ``chunks_per_worker`` chunks of ``n_items``."""
+    """Chunk size giving each worker about ``chunks_per_worker`` chunks of ``n_items``.
+
+    On machines with many workers that would make tiny batches; chunks are then kept at
+    ``MIN_CHUNK`` genomes, but never so big that a worker gets nothing.
+    """
     if n_items <= 0:
         return 1
-    return max(1, math.ceil(n_items / (max(1, workers) * chunks_per_worker)))
+    workers = max(1, workers)
+    size = math.ceil(n_items / (workers * chunks_per_worker))
+    if size < MIN_CHUNK:
+        size = min(MIN_CHUNK, math.ceil(n_items / workers))
+    return max(1, size)
 
 
 def split(items: Sequence, chunksize: int) -> list[Sequence]:

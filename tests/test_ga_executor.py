@@ -101,6 +101,8 @@ def test_context_manager_shuts_down():
 def test_default_chunking_gives_each_worker_several_chunks():
     assert default_chunksize(128, 2) == 32  # 4 chunks: 2 per worker
     assert len(split(list(range(126)), default_chunksize(126, 2))) == 4
-    assert default_chunksize(3, 2) == 1
+    assert default_chunksize(3, 2) == 2  # every worker gets work
+    assert default_chunksize(126, 16) == 8  # many cores: batches of at least 8 ...
+    assert default_chunksize(20, 16) == 2  # ... unless that would leave workers idle
     assert default_chunksize(0, 2) == 1
     assert [list(c) for c in split([1, 2, 3, 4, 5], 2)] == [[1, 2], [3, 4], [5]]
