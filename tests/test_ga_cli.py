@@ -47,6 +47,7 @@ def finished_run(tmp_path_factory) -> Path:
     (["--workers", "0"], ["--workers"]),
     (["--hidden", "100"], ["hidden"]),
     (["--max-frames", "40000"], ["max_frames"]),
+    (["--evaluators", "ftp://nowhere"], ["--evaluators", "ftp://nowhere"]),
     (["--population", "many"], ["--population"]),
     (["--no-such-option"], ["--no-such-option"]),
     (["--resume", "/nonexistent/run"], ["/nonexistent/run"]),
