@@ -322,49 +322,63 @@ def prepare(args: argparse.Namespace):
     return Run(run_dir, config, []), None, args.generations or DEFAULT_GENERATIONS, baseline_lap
 
 
+def header(run: Run, state: EvolutionState | None, generations: int, baseline_lap: float | None,
+           where: str) -> str:
+    """The first line of a run: what is evolved, against which baseline, where it goes."""
+    cfg = run.config
+    base = "does not finish" if baseline_lap is None else f"{baseline_lap:.2f}s"
+    start = "new run" if state is None else f"resuming after generation {state.generation}"
+    return (f"{start}: track {cfg.track_label} (pursuit baseline {base}), "
+            f"controller {cfg.task.controller.kind} ({cfg.genome_length()} genes), "
+            f"population {cfg.population}, {generations} generations, "
+            f"max {cfg.task.max_frames} frames, {where} -> {run.dir}")
+
+
 def main(argv: list[str] | None = None) -> int:
     bar = Bar()
-    run = None
-    executor = None
+    run: Run | None = None
+    executor: Executor | None = None
+
+    def stop() -> None:
+        """Abandon the generation in flight; the last checkpoint stays as it is."""
+        bar.close()
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
     try:
         args = build_parser().parse_args(argv)
         run, state, generations, baseline_lap = prepare(args)
+        if state is not None and state.generation > generations:
+            generations = state.generation  # a run is never cut back; it already has them
         write_config(run.dir, run.config, generations)
         executor, where = make_executor(args)
-        cfg = run.config
-        base = "does not finish" if baseline_lap is None else f"{baseline_lap:.2f}s"
-        start = "new run" if state is None else f"resuming after generation {state.generation}"
-        print(f"{start}: track {cfg.track_label} (pursuit baseline {base}), "
-              f"controller {cfg.task.controller.kind} "
-              f"({cfg.genome_length()} genes), population {cfg.population}, {generations} generations, "
-              f"max {cfg.task.max_frames} frames, {where} -> {run.dir}", flush=True)
+        print(header(run, state, generations, baseline_lap, where), flush=True)
         state = evolve(run, state, generations, executor, bar)
         executor.shutdown()
         executor = None
         finish(run, state, baseline_lap)
         return 0
     except KeyboardInterrupt:
-        bar.close()
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        stop()
         resumable = run is not None and (run.dir / "checkpoint.json").exists()
         where = f"; resume with: python -m {PROG} --resume {run.dir}" if resumable else ""
         print(f"{PROG}: interrupted{where}", file=sys.stderr)
         return 130
     except (UsageError, CheckpointError, TrackError) as exc:
-        bar.close()
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        stop()
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Output piped into e.g. `head` that went away: stop quietly.
+        stop()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:
         # The evaluator fleet failing for good (e.g. no pod reachable) is an operational error,
         # reported in one line like the others; anything else is a bug and keeps its traceback.
         if type(exc).__module__ != "ga.http_executor":
             raise
-        bar.close()
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        stop()
         print(f"{PROG}: error: evaluation failed: {exc}", file=sys.stderr)
         return 1
 
