@@ -105,6 +105,8 @@ def _evaluate_chunk(task_json: str, genomes: list[list[float]]) -> list:
     """Worker entry point: one batched simulation for one chunk."""
     task = _TASKS.get(task_json)
     if task is None:
+        if len(_TASKS) >= 8:  # a long-lived pool serving many tasks: keep the cache small
+            _TASKS.clear()
         task = _TASKS[task_json] = EvaluationTask.model_validate_json(task_json)
     return task.evaluate_batch(genomes)
 

@@ -20,6 +20,7 @@ import random
 import sys
 import time
 from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -372,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
         # Output piped into e.g. `head` that went away: stop quietly.
         stop()
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except BrokenProcessPool as exc:
+        stop()
+        print(f"{PROG}: error: a worker process died ({exc}); resume with: python -m {PROG} --resume "
+              f"{run.dir if run else 'RUN_DIR'}", file=sys.stderr)
         return 1
     except Exception as exc:
         # The evaluator fleet failing for good (e.g. no pod reachable) is an operational error,
