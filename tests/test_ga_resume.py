@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from ga import checkpoint
 from ga.run import main
 from game import DEFAULT_TRACK
@@ -130,3 +132,26 @@ def test_ctrl_c_leaves_a_valid_checkpoint(tmp_path):
     assert "interrupted" in err and "--resume" in err
     cp = checkpoint.load(out / "checkpoint.json")
     assert 1 <= cp.state.generation < 200
+
+
+def test_a_dead_worker_is_one_line_and_the_run_resumes(tmp_path):
+    out = tmp_path / "dead"
+    proc = start_cli(*SMALL, "--generations", "300", "--workers", "2", "--out", str(out))
+    try:
+        wait_for_generation(out / "checkpoint.json", 1, proc)
+        parent = psutil.Process(proc.pid)
+        workers = [c for c in parent.children() if c.cmdline() == parent.cmdline()]
+        assert workers, "no worker processes found"
+        workers[0].kill()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 1
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "worker process died" in lines[0] and "--resume" in lines[0]
+    generation = checkpoint.load(out / "checkpoint.json").state.generation
+    resume(out, "--generations", str(generation + 1), "--workers", "2")
+    assert checkpoint.load(out / "checkpoint.json").state.generation == generation + 1
