@@ -211,22 +211,27 @@ def test_503_over_capacity_is_retried_not_failed():
     Retry-After and are sent again later; every answer still arrives, in order."""
     (ev,) = start_evaluators(1, max_inflight=1)
     workers = [c for p in ev.processes() if "forkserver" in " ".join(p.cmdline()) for c in p.children()]
+
+    def thaw() -> None:
+        for w in workers:
+            w.send_signal(signal.SIGCONT)
+
     try:
-        gs = genomes(6)
+        gs = genomes(12)  # enough chunks for the executor to queue requests behind running ones
         rejected = threading.Event()
         on_event = lambda kind, info: rejected.set() if kind == "rejected" else None  # noqa: E731
         with HttpExecutor([ev.url], max_inflight_per_endpoint=3, on_event=on_event) as ex:
-            for w in workers:  # the first request stays in flight until the workers resume
-                w.send_signal(signal.SIGSTOP)
-            results = ex.map(TASK, gs, chunksize=2)
-            assert rejected.wait(60)
-            for w in workers:
-                w.send_signal(signal.SIGCONT)
+            try:
+                for w in workers:  # the first request stays in flight until the workers resume
+                    w.send_signal(signal.SIGSTOP)
+                results = ex.map(TASK, gs, chunksize=1)
+                assert rejected.wait(60)
+            finally:
+                thaw()
             assert list(results) == TASK.evaluate_batch(gs)
             assert ex.stats()["retries"] == 0  # a 503 is not a fault
     finally:
-        for w in workers:
-            w.send_signal(signal.SIGCONT)
+        thaw()
         ev.stop()
 
 
