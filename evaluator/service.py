@@ -147,27 +147,28 @@ def _bundled() -> tuple[str, ...]:
 # Worker side (runs in the pool's processes)
 # --------------------------------------------------------------------------------------------------
 
-_TASKS: OrderedDict[str, EvaluationTask] = OrderedDict()
+_TASKS: OrderedDict[str, tuple[EvaluationTask, Any]] = OrderedDict()
 _TASK_CACHE_SIZE = 16
 
 
-def _worker_task(task_json: str) -> EvaluationTask:
-    task = _TASKS.get(task_json)
-    if task is None:
+def _worker_task(task_json: str) -> tuple[EvaluationTask, Any]:
+    """The task and its track, built once per worker and task."""
+    entry = _TASKS.get(task_json)
+    if entry is None:
         task = EvaluationTask.model_validate_json(task_json)
-        _TASKS[task_json] = task
+        # a track name from the network is looked up among the bundled tracks only, never as a path
+        entry = (task, task.load_track_for_network())
+        _TASKS[task_json] = entry
         while len(_TASKS) > _TASK_CACHE_SIZE:
             _TASKS.popitem(last=False)
     else:
         _TASKS.move_to_end(task_json)
-    return task
+    return entry
 
 
 def worker_evaluate(task_json: str, genomes: Sequence[Sequence[float]]) -> list[dict]:
-    """Evaluate a batch in a worker process; the task object (and its track) is cached per worker."""
-    task = _worker_task(task_json)
-    # a track name from the network is looked up among the bundled tracks only, never as a path
-    track = task.load_track_for_network()
+    """Evaluate a batch in a worker process (one batched race)."""
+    task, track = _worker_task(task_json)
     return [r.to_dict() for r in task.evaluate_batch(genomes, track=track)]
 
 

@@ -296,7 +296,8 @@ class _Http1Pool:
         ok = False
         try:
             try:
-                reply, keep = await asyncio.wait_for(conn.exchange(request), timeout)
+                async with asyncio.timeout(timeout):  # no extra task per request, unlike wait_for
+                    reply, keep = await conn.exchange(request)
             except TimeoutError:
                 raise TransportError(f"timed out (no answer within {timeout:g} s)") from None
             ok = keep
