@@ -591,7 +591,11 @@ class HttpExecutor(cf.Executor):
 
     def _run_dispatch(self) -> None:
         self._kick_pending = False
-        delay = self._dispatch()
+        try:
+            delay = self._dispatch()
+        except Exception:  # never leave the queue without a dispatcher
+            log.exception("dispatch failed; trying again in 1 s")
+            delay = 1.0
         if self._stopping and not self._queue and not any(ep.inflight for ep in self._endpoints.values()):
             if not self._done.done():
                 self._done.set_result(None)
