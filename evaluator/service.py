@@ -22,6 +22,7 @@ import itertools
 import json
 import logging
 import multiprocessing
+import os
 import signal
 import time
 from collections import OrderedDict, deque
@@ -174,7 +175,6 @@ def worker_evaluate(task_json: str, genomes: Sequence[Sequence[float]]) -> list[
 
 def worker_warm_up() -> int:
     """First job of a worker: imports and compiles the simulation before the service says it is ready."""
-    import os
 
     for kind in CONTROLLER_KINDS:
         spec = ControllerSpec(kind=kind)
@@ -311,6 +311,10 @@ class WorkerPool:
         self._workers.append(worker)
         assert self._loop is not None
         self._loop.add_reader(parent.fileno(), self._on_readable, worker)
+        # uvloop's add_reader makes the descriptor non-blocking; messages are read and written whole
+        # (a big batch is several pipe buffers long), so keep it blocking: the worker is always at
+        # the other end, reading or writing the rest at once.
+        os.set_blocking(parent.fileno(), True)
         warm: asyncio.Future = self._loop.create_future()
         self._send(worker, next(self._ids), None, None, warm)
         try:
@@ -390,7 +394,9 @@ class WorkerPool:
             worker.job = None
             if not future.done():
                 future.set_exception(WorkerDied("the worker process died"))
-        worker.process.join(0)
+        if worker.process.is_alive():  # a broken pipe to a live worker: end it, it is lost anyway
+            worker.process.kill()
+        worker.process.join(1)
         if not self._closing:
             log.error("worker process %s died (exit code %s); starting another", worker.process.pid,
                       worker.process.exitcode)

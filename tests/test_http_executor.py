@@ -273,3 +273,14 @@ def test_work_waits_for_an_evaluator_that_comes_up_late():
             assert list(results) == TASK.evaluate_batch(gs)
         finally:
             late.stop()
+
+
+def test_a_large_batch_in_one_request(urls):
+    """600 genomes in one request: the job and its answer are many pipe buffers long between the
+    evaluator and its worker."""
+    task = EvaluationTask(track=DEFAULT_TRACK, max_frames=3, controller=ControllerSpec(kind="mlp"))
+    gs = genomes(600, seed=21, task=task)
+    with HttpExecutor(urls) as ex:
+        assert list(ex.map(task, gs, chunksize=600)) == task.evaluate_batch(gs)
+        assert list(ex.map(task, gs, chunksize=300)) == task.evaluate_batch(gs)
+        assert ex.stats()["retries"] == 0
