@@ -52,6 +52,7 @@ except ImportError:  # pragma: no cover - optional speed-up
 
 from evaluator import EvaluationTask
 from ga.discovery import Discovery, parse_spec
+from ga.http1 import Http1Pool, Reply, TransportError
 from game import LapResult
 
 __all__ = ["EvaluationError", "HttpExecutor", "NoEvaluatorAvailable"]
@@ -96,7 +97,7 @@ class _Chunk:
 class _Endpoint:
     url: str
     client: httpx.AsyncClient
-    fast: Any = None  # _Http1Pool for http:// endpoints
+    fast: Any = None  # Http1Pool for http:// endpoints
     state: str = "probing"  # probing | up | benched | gone
     limit: int = 1
     workers: int = 1
@@ -151,166 +152,11 @@ def _describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _detail(resp: httpx.Response | _Reply) -> str:
+def _detail(resp: httpx.Response | Reply) -> str:
     try:
         return str(resp.json().get("detail", resp.text))[:500]
     except Exception:
         return resp.text[:500]
-
-
-class TransportError(Exception):
-    """The request did not get an HTTP answer (connection refused or reset, timeout, garbage)."""
-
-
-class _Reply:
-    """What the dispatcher needs of an HTTP answer."""
-
-    __slots__ = ("content", "headers", "status_code")
-
-    def __init__(self, status_code: int, headers: dict[str, str], content: bytes):
-        self.status_code = status_code
-        self.headers = headers
-        self.content = content
-
-    def json(self) -> Any:
-        return orjson.loads(self.content) if orjson is not None else json.loads(self.content)
-
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", "replace")
-
-
-class _Http1Connection:
-    """One keep-alive HTTP/1.1 connection on asyncio streams."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.reader = reader
-        self.writer = writer
-        self.idle_since = time.monotonic()
-
-    def usable(self, expiry: float) -> bool:
-        return (
-            not self.reader.at_eof()
-            and not self.writer.is_closing()
-            and time.monotonic() - self.idle_since < expiry
-        )
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
-
-    async def exchange(self, request: bytes) -> tuple[_Reply, bool]:
-        """Send one request, read its answer; returns (reply, connection still reusable)."""
-        self.writer.write(request)
-        await self.writer.drain()
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        try:
-            version, status_text = lines[0].split(" ", 2)[:2]
-            status = int(status_text)
-        except ValueError:
-            raise TransportError(f"not an HTTP answer: {lines[0][:80]!r}") from None
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            if line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            parts = []
-            while True:
-                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                if size == 0:
-                    while (await self.reader.readuntil(b"\r\n")) != b"\r\n":
-                        pass
-                    break
-                parts.append(await self.reader.readexactly(size))
-                await self.reader.readexactly(2)
-            content = b"".join(parts)
-        elif "content-length" in headers:
-            content = await self.reader.readexactly(int(headers["content-length"]))
-        else:  # delimited by the end of the connection
-            content = await self.reader.read()
-            headers["connection"] = "close"
-        keep = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
-        self.idle_since = time.monotonic()
-        return _Reply(status, headers, content), keep
-
-
-class _Http1Pool:
-    """Keep-alive connections to one ``http://`` endpoint for the evaluation requests.
-
-    The dispatch loop sends thousands of small requests per second on a machine whose cores are
-    busy simulating; this costs a fraction of a general-purpose client's CPU per request (measured by
-    ``benchmarks/bench_http_map.py``), which is what lets short tasks reach the process pool's
-    efficiency. Probes, health checks and ``https://`` endpoints use httpx.
-    """
-
-    def __init__(self, url: str, headers: dict[str, str], expiry: float = 30.0):
-        parsed = httpx.URL(url)
-        self.host = parsed.host
-        self.port = parsed.port or 80
-        host_header = parsed.host if ":" not in parsed.host else f"[{parsed.host}]"
-        self.prefix = f"{parsed.path.rstrip('/')}"
-        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self._head = (
-            f"Host: {host_header}:{self.port}\r\nUser-Agent: rrp-http-executor\r\n"
-            f"Accept: application/json\r\n{extra}"
-        )
-        self.expiry = expiry
-        self._idle: list[_Http1Connection] = []
-
-    async def _connect(self, connect_timeout: float) -> _Http1Connection:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, limit=1 << 20), connect_timeout
-        )
-        return _Http1Connection(reader, writer)
-
-    async def post(self, path: str, body: bytes, timeout: float, connect_timeout: float) -> _Reply:
-        request = (
-            f"POST {self.prefix}{path} HTTP/1.1\r\n{self._head}Content-Length: {len(body)}\r\n\r\n"
-        ).encode("latin-1") + body
-        while self._idle:
-            conn = self._idle.pop()
-            if not conn.usable(self.expiry):
-                conn.close()
-                continue
-            try:
-                return await self._exchange(conn, request, timeout)
-            except (ConnectionError, asyncio.IncompleteReadError) as exc:
-                # a kept-alive connection the server had closed: try a fresh one, once
-                if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
-                    raise TransportError(f"connection closed mid-answer ({exc})") from None
-                break
-        try:
-            conn = await self._connect(connect_timeout)
-        except TimeoutError:
-            raise TransportError(f"cannot connect (no answer within {connect_timeout:g} s)") from None
-        except OSError as exc:
-            raise TransportError(f"cannot connect ({exc.strerror or exc})") from None
-        try:
-            return await self._exchange(conn, request, timeout)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-            raise TransportError(f"connection lost ({type(exc).__name__}: {exc})") from None
-
-    async def _exchange(self, conn: _Http1Connection, request: bytes, timeout: float) -> _Reply:
-        ok = False
-        try:
-            try:
-                async with asyncio.timeout(timeout):  # no extra task per request, unlike wait_for
-                    reply, keep = await conn.exchange(request)
-            except TimeoutError:
-                raise TransportError(f"timed out (no answer within {timeout:g} s)") from None
-            ok = keep
-            return reply
-        finally:
-            if ok:
-                self._idle.append(conn)
-            else:
-                conn.close()
-
-    def close(self) -> None:
-        while self._idle:
-            self._idle.pop().close()
 
 
 class HttpExecutor(cf.Executor):
@@ -761,7 +607,7 @@ class HttpExecutor(cf.Executor):
                 self._forget(ep)
             self._kick()
 
-    async def _handle_response(self, ep: _Endpoint, chunk: _Chunk, resp: httpx.Response | _Reply) -> None:
+    async def _handle_response(self, ep: _Endpoint, chunk: _Chunk, resp: httpx.Response | Reply) -> None:
         status = resp.status_code
         if status == 200:
             try:
@@ -952,7 +798,7 @@ class HttpExecutor(cf.Executor):
                     limits=httpx.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=60),
                     timeout=self.probe_timeout,
                 )
-                fast = _Http1Pool(url, self._headers) if url.startswith("http://") else None
+                fast = Http1Pool(url, self._headers) if url.startswith("http://") else None
                 ep = _Endpoint(url=url, client=client, fast=fast, retry_at=self._loop.time())
                 self._endpoints[url] = ep
                 self._start_probe(ep)
