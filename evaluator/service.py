@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError,
 from evaluator import ControllerSpec, EvaluationTask
 from evaluator.settings import Settings
 from game import DEFAULT_TRACK, bundled_tracks
+from game.race import LapResult
 
 log = logging.getLogger("evaluator.service")
 
@@ -100,18 +101,8 @@ class EvaluationRequest(BaseModel):
         return self
 
 
-class LapResultModel(BaseModel):
-    finished: bool
-    lap_time_s: float | None
-    frames: int
-    progress: float
-    collisions: int
-    distance_m: float
-    steering_changes: int = 0
-
-
 class EvaluationResponse(BaseModel):
-    results: list[LapResultModel] = Field(description="one per genome, in request order")
+    results: list[LapResult] = Field(description="one per genome, in request order")
     evaluator: str = Field(description="which evaluator answered")
     elapsed_s: float = Field(description="seconds spent evaluating (excluding the network)")
 
