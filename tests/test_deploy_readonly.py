@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_deploy_cli import dockerfile_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300.0
@@ -57,22 +58,7 @@ def read_only_dirs() -> list[str]:
 
 def image_env(target: str) -> dict[str, str]:
     """ENV of the Dockerfile stages from `base` to `target` (paths of the image itself left out)."""
-    stages: dict[str, dict] = {}
-    current, buf = None, ""
-    for line in (ROOT / "Dockerfile").read_text().splitlines():
-        if not buf and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        if line.rstrip().endswith("\\"):
-            buf += line.rstrip()[:-1] + " "
-            continue
-        word, _, rest = (buf + line).strip().partition(" ")
-        buf = ""
-        if word == "FROM":
-            image, _, name = rest.partition(" AS ")
-            current = stages.setdefault(name.strip(), {"from": image.strip(), "env": {}})
-        elif word == "ENV" and current is not None:
-            current["env"].update(item.split("=", 1) for item in rest.split())
-    chain = []
+    stages, chain = dockerfile_stages(), []
     while target in stages:
         chain.append(stages[target]["env"])
         target = stages[target]["from"]
