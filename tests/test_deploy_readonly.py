@@ -19,12 +19,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from test_deploy_cli import dockerfile_stages
+from test_deploy_fleet import poll
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300.0
@@ -104,17 +104,6 @@ def free_port(host: str = "127.0.0.1") -> int:
 def replace_arg(argv: list[str], flag: str, value: str) -> list[str]:
     i = argv.index(flag)
     return [*argv[: i + 1], value, *argv[i + 2 :]]
-
-
-def poll(condition, timeout: float, what: str, interval: float = 0.2):
-    """Wait for a condition with a deadline (polling, not a timed guess)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(what)
 
 
 @pytest.fixture()

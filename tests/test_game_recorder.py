@@ -62,14 +62,6 @@ class RedisServer:
         self.proc = None
 
 
-@pytest.fixture
-def redis_server(tmp_path):
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
 def _image(i: int) -> np.ndarray:
     img = np.zeros((24, 32, 3), np.uint8)
     img[:, :, 0] = i % 256

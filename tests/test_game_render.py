@@ -12,10 +12,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 import redis
 from PIL import Image
-from test_game_recorder import RedisServer  # the real redis-server fixture helper
 
 from game.recorder import stream_key
 
@@ -89,14 +87,6 @@ def assert_real_picture(img: np.ndarray) -> None:
     # the red car sits in the lower middle of the chase view
     mid = img[130:220, 110:210].reshape(-1, 3).astype(int)
     assert ((mid[:, 0] > 150) & (mid[:, 1] < 80) & (mid[:, 2] < 80)).sum() > 200, "no red car in view"
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_headless_game_renders_real_frames(tmp_path):
