@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         port=settings.port,
         log_level=args.log_level,
         access_log=False,
+        proxy_headers=False,  # no forwarded-for rewriting: nothing here depends on the client address
         timeout_keep_alive=75,
         timeout_graceful_shutdown=30,
     )

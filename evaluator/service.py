@@ -423,6 +423,9 @@ class ServiceState:
         self.inflight = 0
         self.ready = False
         self.pool = WorkerPool(settings.workers)
+        # read when scraped, not written on every request
+        self.metrics.busy.set_function(lambda: self.pool.running)
+        self.metrics.inflight.set_function(lambda: self.inflight)
         self._start_task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -444,21 +447,14 @@ class ServiceState:
             self._start_task.cancel()
         await self.pool.stop()
 
-    def _set_busy(self) -> None:
-        self.metrics.busy.set(self.pool.running)
-
     async def evaluate(self, task_json: str, genomes: list[list[float]]) -> list[dict]:
         if not self.ready:
             raise ApiError(503, None, "evaluator is starting or stopping", self.retry_headers())
-        future = self.pool.submit(task_json, genomes)
-        self._set_busy()
         try:
-            return await future
+            return await self.pool.submit(task_json, genomes)
         except WorkerDied:
             self.metrics.errors.labels("worker_died").inc()
             raise ApiError(503, None, "the worker process died; retry", self.retry_headers()) from None
-        finally:
-            self._set_busy()
 
     def retry_headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.settings.retry_after_s)}
@@ -557,7 +553,6 @@ class EvaluationGuard:
             return
 
         state.inflight += 1
-        state.metrics.inflight.set(state.inflight)
         try:
             chunks: list[bytes] = []
             size = 0
@@ -585,7 +580,6 @@ class EvaluationGuard:
             await response(scope, receive, send)
         finally:
             state.inflight -= 1
-            state.metrics.inflight.set(state.inflight)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -674,7 +668,7 @@ async def evaluate_body(state: ServiceState, body: bytes) -> Response:
         return exc.response()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> EvaluationGuard:
     """Build the evaluator service (an ASGI app); the worker pool starts with the app's lifespan."""
     settings = settings or Settings()
     state = ServiceState(settings)
@@ -748,5 +742,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def metrics() -> Response:
         return Response(prom.generate_latest(state.metrics.registry), media_type=prom.CONTENT_TYPE_LATEST)
 
-    app.add_middleware(EvaluationGuard, state=state)
-    return app
+    # Outside FastAPI's middleware stack: evaluation requests, the hot path, skip its layers.
+    return EvaluationGuard(app, state)
