@@ -313,9 +313,9 @@ class HttpExecutor(cf.Executor):
         """Lap results of ``fn(genome)`` for every genome, in input order.
 
         ``chunksize``: genomes per request; ``None`` picks it from the fleet: ``chunks_per_worker``
-        (default 2) chunks per worker of the fleet, within the evaluators' batch limit. Fewer, larger
-        chunks than the local executor's three, because every chunk costs a network round trip and
-        a batch of cars simulates more cheaply per car; two still let a fast worker take over work.
+        (default 2, like the local executor) chunks per worker of the fleet, within the evaluators'
+        batch limit. Few, large chunks, because every chunk costs a network round trip and a batch of
+        cars simulates more cheaply per car; two still let a fast worker take over work.
         ``timeout`` as in ``concurrent.futures``.
         """
         end_time = None if timeout is None else timeout + time.monotonic()
