@@ -72,6 +72,11 @@ class EvaluationRequest(BaseModel):
     genomes: list[list[FiniteFloat]] = Field(
         min_length=1, description="flat float vectors, each of the controller spec's genome length"
     )
+    races: list[int] | None = Field(
+        default=None,
+        description="sizes of the consecutive races the genomes are driven in (default: one race of them all); "
+        "results are the same either way, cars never interact",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -91,6 +96,8 @@ class EvaluationRequest(BaseModel):
 
     @model_validator(mode="after")
     def _genome_lengths(self) -> EvaluationRequest:
+        if self.races is not None and (any(n < 1 for n in self.races) or sum(self.races) != len(self.genomes)):
+            raise ValueError(f"races: sizes must be >= 1 and add up to the {len(self.genomes)} genomes")
         expected = self.task.controller.genome_length()
         for i, genome in enumerate(self.genomes):
             if len(genome) != expected:
@@ -158,10 +165,15 @@ def _worker_task(task_json: str) -> tuple[EvaluationTask, Any]:
     return entry
 
 
-def worker_evaluate(task_json: str, genomes: Sequence[Sequence[float]]) -> list[dict]:
-    """Evaluate a batch in a worker process (one batched race)."""
+def worker_evaluate(task_json: str, genomes: Sequence[Sequence[float]], races: Sequence[int]) -> list[dict]:
+    """Evaluate a batch in a worker process: consecutive batched races of ``races`` genomes each."""
     task, track = _worker_task(task_json)
-    return [r.to_dict() for r in task.evaluate_batch(genomes, track=track)]
+    results = []
+    start = 0
+    for size in races:
+        results += [r.to_dict() for r in task.evaluate_batch(genomes[start : start + size], track=track)]
+        start += size
+    return results
 
 
 def worker_warm_up() -> int:
@@ -170,7 +182,7 @@ def worker_warm_up() -> int:
     for kind in CONTROLLER_KINDS:
         spec = ControllerSpec(kind=kind)
         task = EvaluationTask(track=DEFAULT_TRACK, max_frames=2, controller=spec)
-        worker_evaluate(task.model_dump_json(), [[0.0] * spec.genome_length()])
+        worker_evaluate(task.model_dump_json(), [[0.0] * spec.genome_length()], [1])
     return os.getpid()
 
 
@@ -227,7 +239,7 @@ class WorkerFailed(RuntimeError):
 
 
 def _worker_main(conn) -> None:
-    """A worker process: answer ``(job_id, task_json, genomes)`` messages until ``None`` or EOF."""
+    """A worker process: answer ``(job_id, task_json, genomes, races)`` messages until ``None`` or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's business
     while True:
         try:
@@ -236,12 +248,12 @@ def _worker_main(conn) -> None:
             return
         if message is None:
             return
-        job_id, task_json, genomes = message
+        job_id, task_json, genomes, races = message
         try:
             if task_json is None:
                 reply = (job_id, True, worker_warm_up())
             else:
-                reply = (job_id, True, worker_evaluate(task_json, genomes))
+                reply = (job_id, True, worker_evaluate(task_json, genomes, races))
         except Exception as exc:  # reported to the request, the worker lives on
             reply = (job_id, False, (type(exc).__name__, str(exc)))
         try:
@@ -274,7 +286,7 @@ class WorkerPool:
         self._ctx.set_forkserver_preload(["numpy", "game", "evaluator", "evaluator.service"])
         self._workers: list[_Worker] = []
         self._idle: list[_Worker] = []
-        self._queue: deque[tuple[int, str | None, Any, asyncio.Future]] = deque()
+        self._queue: deque[tuple[int, str | None, Any, Any, asyncio.Future]] = deque()
         self._ids = itertools.count()
         self._closing = False
         self._respawning: set[asyncio.Task] = set()
@@ -307,7 +319,7 @@ class WorkerPool:
         # the other end, reading or writing the rest at once.
         os.set_blocking(parent.fileno(), True)
         warm: asyncio.Future = self._loop.create_future()
-        self._send(worker, next(self._ids), None, None, warm)
+        self._send(worker, next(self._ids), None, None, None, warm)
         try:
             pid = await warm
         except WorkerDied:
@@ -328,28 +340,28 @@ class WorkerPool:
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 30.0)
 
-    def submit(self, task_json: str, genomes: Any) -> asyncio.Future:
+    def submit(self, task_json: str, genomes: Any, races: Sequence[int]) -> asyncio.Future:
         assert self._loop is not None
         future: asyncio.Future = self._loop.create_future()
-        job = (next(self._ids), task_json, genomes, future)
+        job = (next(self._ids), task_json, genomes, races, future)
         if self._idle:
             self._send(self._idle.pop(), *job)
         else:
             self._queue.append(job)
         return future
 
-    def _send(self, worker: _Worker, job_id: int, task_json, genomes, future: asyncio.Future) -> None:
+    def _send(self, worker: _Worker, job_id: int, task_json, genomes, races, future: asyncio.Future) -> None:
         worker.job = (job_id, future)
         self.running += 1
         try:
-            worker.conn.send((job_id, task_json, genomes))
+            worker.conn.send((job_id, task_json, genomes, races))
         except (BrokenPipeError, OSError):
             self._lost(worker)
 
     def _release(self, worker: _Worker) -> None:
         while self._queue:
             job = self._queue.popleft()
-            if not job[3].cancelled():
+            if not job[-1].cancelled():
                 self._send(worker, *job)
                 return
         self._idle.append(worker)
@@ -398,7 +410,7 @@ class WorkerPool:
         self._closing = True
         for task in self._respawning:
             task.cancel()
-        for _, _, _, future in self._queue:
+        for *_, future in self._queue:
             if not future.done():
                 future.set_exception(WorkerDied("the evaluator is stopping"))
         self._queue.clear()
@@ -447,11 +459,11 @@ class ServiceState:
             self._start_task.cancel()
         await self.pool.stop()
 
-    async def evaluate(self, task_json: str, genomes: list[list[float]]) -> list[dict]:
+    async def evaluate(self, task_json: str, genomes: list[list[float]], races: Sequence[int]) -> list[dict]:
         if not self.ready:
             raise ApiError(503, None, "evaluator is starting or stopping", self.retry_headers())
         try:
-            return await self.pool.submit(task_json, genomes)
+            return await self.pool.submit(task_json, genomes, races)
         except WorkerDied:
             self.metrics.errors.labels("worker_died").inc()
             raise ApiError(503, None, "the worker process died; retry", self.retry_headers()) from None
@@ -640,7 +652,8 @@ async def run_evaluation(state: ServiceState, request: EvaluationRequest) -> Res
         raise ApiError(413, "genomes", f"batch of {len(request.genomes)} exceeds the limit of {settings.max_batch}")
     start = time.perf_counter()
     try:
-        results = await state.evaluate(task.model_dump_json(), request.genomes)
+        races = request.races or [len(request.genomes)]
+        results = await state.evaluate(task.model_dump_json(), request.genomes, races)
     except WorkerFailed as exc:
         if exc.kind == "TrackError":
             raise ApiError(422, "task.track", f"invalid track: {exc}") from None

@@ -7,7 +7,9 @@ order.  Only :class:`evaluator.EvaluationTask` objects can be run: no code or pi
 Dispatch
     Every endpoint gets up to its capacity (``/v1/info``) of requests in flight, over persistent
     keep-alive connections (one ``httpx.AsyncClient`` per endpoint, driven by one background event loop).
-    The next chunk goes to the least loaded endpoint.
+    The next chunk goes to the least loaded endpoint. While many chunks wait (thousands of short
+    tasks), a request carries several of them, each still driven as its own race: fewer round trips,
+    the same results.
 
 Faults
     A chunk whose request fails (connection refused or reset, timeout, 5xx, a body that does not parse)
@@ -62,6 +64,8 @@ log = logging.getLogger("ga.http_executor")
 EVALUATIONS_PATH = "/v1/evaluations"
 PIPELINE_DEPTH = 3
 """Queue a second request on a busy evaluator only while more than this many chunks per worker wait."""
+PACK_SPREAD = 4
+"""While chunks are pipelined, a request carries about 1/(PACK_SPREAD x workers) of the waiting chunks."""
 
 # Backoff jitter draws from its own generator: the GA's results depend on the global `random`
 # stream (DEAP uses it), which must not shift with how many retries a flaky fleet needed.
@@ -78,8 +82,9 @@ class NoEvaluatorAvailable(EvaluationError):
 
 @dataclass(eq=False)
 class _Chunk:
-    """Consecutive genomes sent as one request; ``future`` gets their LapResults (or the one result
-    of a ``submit``)."""
+    """Consecutive genomes driven as one race; ``future`` gets their LapResults (or the one result
+    of a ``submit``). A pack of several chunks sent as one request has them as ``parts`` (one race
+    each) and no caller of its own."""
 
     task_json: str
     genomes: list[list[float]]
@@ -91,6 +96,7 @@ class _Chunk:
     errors: list[str] = field(default_factory=list)
     started: bool = False
     body: bytes | None = None
+    parts: list[_Chunk] | None = None
 
 
 @dataclass(eq=False)
@@ -167,6 +173,8 @@ class HttpExecutor(cf.Executor):
     ``token``: bearer token for the evaluation route (default: ``$RRP_TOKEN``).
     ``max_inflight_per_endpoint``: requests in flight per endpoint; by default the capacity each
     evaluator reports in ``/v1/info`` (lower it when several GA runs share a fleet).
+    ``pack_requests``: while many chunks wait, send several in one request (see :meth:`_pack`);
+    ``False`` sends every chunk on its own.
     ``heartbeat_interval``/``heartbeat_timeout``: health checks of endpoints with work in flight; one
     that does not answer ``/healthz`` within the timeout is treated as dead.
     ``on_event``: optional callback ``(kind, info)`` run on the dispatch thread (``dispatch``, ``result``,
@@ -192,6 +200,7 @@ class HttpExecutor(cf.Executor):
         max_attempts: int = 10,
         max_inflight_per_endpoint: int | None = None,
         chunks_per_worker: int = 2,
+        pack_requests: bool = True,
         on_event: Callable[[str, dict], None] | None = None,
     ):
         self._discovery = parse_spec(endpoints)
@@ -209,6 +218,7 @@ class HttpExecutor(cf.Executor):
         self.max_attempts = max_attempts
         self.max_inflight_per_endpoint = max_inflight_per_endpoint
         self.chunks_per_worker = max(1, chunks_per_worker)
+        self.pack_requests = pack_requests
         self._on_event = on_event
 
         self._headers = {"content-type": "application/json"}
@@ -312,10 +322,10 @@ class HttpExecutor(cf.Executor):
     ) -> Iterator[LapResult]:
         """Lap results of ``fn(genome)`` for every genome, in input order.
 
-        ``chunksize``: genomes per request; ``None`` picks it from the fleet: ``chunks_per_worker``
-        (default 2, like the local executor) chunks per worker of the fleet, within the evaluators'
-        batch limit. Few, large chunks, because every chunk costs a network round trip and a batch of
-        cars simulates more cheaply per car; two still let a fast worker take over work.
+        ``chunksize``: genomes per chunk, driven as one batched race; ``None`` picks it from the fleet:
+        ``chunks_per_worker`` (default 2, like the local executor) chunks per worker of the fleet, within
+        the evaluators' batch limit. Few, large chunks, because a batch of cars simulates more cheaply
+        per car; two still let a fast worker take over work.
         ``timeout`` as in ``concurrent.futures``.
         """
         end_time = None if timeout is None else timeout + time.monotonic()
@@ -454,7 +464,8 @@ class HttpExecutor(cf.Executor):
         self._stopping = True
         if cancel_futures:
             for chunk in self._queue:
-                chunk.future.cancel()
+                for part in chunk.parts or (chunk,):
+                    part.future.cancel()
             self._queue.clear()
         self._kick()
 
@@ -479,9 +490,17 @@ class HttpExecutor(cf.Executor):
             pass
 
     def _fail_chunk(self, chunk: _Chunk, exc: BaseException) -> None:
-        if chunk.started or chunk.future.set_running_or_notify_cancel():
-            self._set(chunk.future, exc=exc)
-        chunk.started = True
+        for part in chunk.parts or (chunk,):
+            if part.started or part.future.set_running_or_notify_cancel():
+                self._set(part.future, exc=exc)
+            part.started = True
+
+    def _complete(self, chunk: _Chunk, results: list[LapResult]) -> None:
+        start = 0
+        for part in chunk.parts or (chunk,):
+            end = start + len(part.genomes)
+            self._set(part.future, results[start] if part.single else results[start:end])
+            start = end
 
     @staticmethod
     def _slots(ep: _Endpoint, pipeline: bool) -> int:
@@ -549,6 +568,8 @@ class HttpExecutor(cf.Executor):
                 continue
             if not self._start_chunk(chunk):
                 continue  # every genome of the chunk was cancelled
+            if pipeline and self.pack_requests:
+                chunk = self._pack(chunk, ep, now, workers)
             self._launch(ep, chunk)
         self._queue.extendleft(reversed(kept))
         for ep in self._endpoints.values():
@@ -561,11 +582,46 @@ class HttpExecutor(cf.Executor):
             chunk.started = True
             if not chunk.future.set_running_or_notify_cancel():
                 return False  # cancelled by the caller before it was sent
-        if chunk.body is None:
-            chunk.body = b'{"task":' + chunk.task_json.encode() + b',"genomes":' + _dumps(chunk.genomes) + b"}"
         return True
 
+    def _pack(self, first: _Chunk, ep: _Endpoint, now: float, workers: int) -> _Chunk:
+        """``first`` and the chunks queued behind it, as one request (each chunk still its own race).
+
+        Guided self-scheduling: a pack takes about 1/(PACK_SPREAD x workers) of the waiting chunks, so
+        thousands of short tasks do not each pay a round trip, and packs shrink to single chunks as the
+        queue drains, so the last requests stay short and the endpoints finish together. Retried chunks
+        travel alone.
+        """
+        if first.parts is not None or first.attempts:
+            return first
+        want = len(self._queue) // (PACK_SPREAD * workers)
+        parts, size = [first], len(first.genomes)
+        while want > 0 and self._queue:
+            nxt = self._queue[0]
+            if (
+                nxt.started
+                or nxt.task_json != first.task_json
+                or nxt.not_before > now
+                or size + len(nxt.genomes) > ep.max_batch
+            ):
+                break
+            self._queue.popleft()
+            if self._start_chunk(nxt):  # (else cancelled by its caller: dropped)
+                parts.append(nxt)
+                size += len(nxt.genomes)
+                want -= 1
+        if len(parts) == 1:
+            return first
+        return _Chunk(first.task_json, [g for p in parts for g in p.genomes], started=True, parts=parts)
+
+    @staticmethod
+    def _body(chunk: _Chunk) -> bytes:
+        races = b"" if chunk.parts is None else b',"races":' + _dumps([len(p.genomes) for p in chunk.parts])
+        return b'{"task":' + chunk.task_json.encode() + b',"genomes":' + _dumps(chunk.genomes) + races + b"}"
+
     def _launch(self, ep: _Endpoint, chunk: _Chunk) -> None:
+        if chunk.body is None:
+            chunk.body = self._body(chunk)
         ep.inflight += 1
         self._stats["requests"] += 1
         task = asyncio.create_task(self._run_chunk(ep, chunk))
@@ -620,7 +676,7 @@ class HttpExecutor(cf.Executor):
                 self._endpoint_failed(ep, reason)
                 self._retry(ep, chunk, reason)
                 return
-            self._set(chunk.future, results[0] if chunk.single else results)
+            self._complete(chunk, results)
             ep.failures = 0
             ep.completed += len(results)
             self._stats["results"] += len(results)

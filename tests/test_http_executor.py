@@ -71,6 +71,15 @@ def test_every_endpoint_gets_work(urls, reference):
     assert sum(completed.values()) == len(gs)
 
 
+def test_many_short_chunks_travel_packed_with_the_same_answers(urls, reference):
+    gs, expected = reference
+    with HttpExecutor(urls) as packed, HttpExecutor(urls, pack_requests=False) as single:
+        assert list(packed.map(TASK, gs, chunksize=1)) == expected
+        assert list(single.map(TASK, gs, chunksize=1)) == expected
+        assert packed.stats()["requests"] < len(gs) // 2
+        assert single.stats()["requests"] == len(gs)
+
+
 def test_submit_context_manager_and_shutdown(urls, reference):
     gs, expected = reference
     with HttpExecutor(urls) as ex:
@@ -158,6 +167,29 @@ def test_sigkill_of_one_of_three_evaluators_mid_generation(fleet, reference):
         assert stats["results"] == len(gs)  # every genome answered exactly once
         assert stats["retries"] >= 1
         assert stats["endpoints"][victim.url]["state"] == "benched"
+    finally:
+        victim.stop()
+
+
+def test_sigkill_of_an_evaluator_with_a_pack_of_chunks_in_flight(fleet, reference):
+    """Killed as a request carrying several chunks is sent to it: every chunk of the pack is retried."""
+    gs, expected = reference
+    (victim,) = start_evaluators(1)
+    killed = threading.Event()
+
+    def on_event(kind: str, info: dict) -> None:
+        if kind == "dispatch" and info["endpoint"] == victim.url and info["size"] > 1 and not killed.is_set():
+            victim.kill()
+            killed.set()
+
+    try:
+        urls = [fleet[0].url, victim.url, fleet[1].url]
+        with HttpExecutor(urls, on_event=on_event) as ex:
+            results = list(ex.map(TASK, gs, chunksize=1))
+            stats = ex.stats()
+        assert killed.is_set()
+        assert results == expected
+        assert stats["results"] == len(gs) and stats["retries"] >= 1
     finally:
         victim.stop()
 

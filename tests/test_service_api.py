@@ -77,6 +77,14 @@ def test_same_answers_as_in_process(client, task):
     assert data["elapsed_s"] >= 0
 
 
+def test_genomes_driven_in_several_races(client):
+    gs = genomes(5, seed=13)
+    resp = client.post("/v1/evaluations", json={**body(TASK, gs), "races": [1, 3, 1]})
+    assert resp.status_code == 200, resp.text
+    expected = TASK.evaluate_batch(gs[:1]) + TASK.evaluate_batch(gs[1:4]) + TASK.evaluate_batch(gs[4:])
+    assert resp.json()["results"] == [r.to_dict() for r in expected]
+
+
 def test_inline_track_drives_like_the_bundled_one(client):
     track = load_track("oval")
     inline = TrackData(name="oval-copy", width=track.width, points=tuple(map(tuple, track.points.tolist())))
@@ -135,6 +143,10 @@ CASES = [
     ("extra-field", json.dumps({"task": _task_json(), "genomes": [[0.0]], "code": "import os"}),
      422, "code", "Extra inputs are not permitted"),
     ("not-json", '{"task": ', 422, "body", "not valid JSON"),
+    ("races-not-adding-up", json.dumps({"task": _task_json(), "genomes": genomes(3), "races": [1, 1]}),
+     422, "races", "add up to the 3 genomes"),
+    ("race-of-zero", json.dumps({"task": _task_json(), "genomes": genomes(2), "races": [0, 2]}),
+     422, "races", ">= 1"),
 ]
 
 
