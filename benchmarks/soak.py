@@ -4,7 +4,7 @@
 
 Starts ``--evaluators`` evaluator processes (1 worker each, default capacity 2) on 127.0.0.1 and sends
 ``--requests`` evaluation requests from ``--clients`` concurrent clients (each its own keep-alive
-connection, spread over the evaluators). Requests vary: 1-4 genomes, 20-120 frames, every bundled
+connection, spread over the evaluators). Requests vary: 1-4 genomes (some in two races), 20-120 frames, every bundled
 track, both controller kinds, some inline tracks. A 503 is the service's deliberate back-pressure: the
 client waits ``Retry-After`` and sends the same request again (counted). Anything else that is not a
 200 with one result per genome is a failed request. Every answer is checked against the in-process
@@ -51,7 +51,7 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def make_requests(n: int, seed: int = 0) -> list[tuple[EvaluationTask, list[list[float]]]]:
+def make_requests(n: int, seed: int = 0) -> list[tuple[EvaluationTask, list[list[float]], list[int] | None]]:
     rng = random.Random(seed)
     tracks: list = list(bundled_tracks())
     oval = load_track("oval")
@@ -62,7 +62,9 @@ def make_requests(n: int, seed: int = 0) -> list[tuple[EvaluationTask, list[list
         spec = rng.choice(specs)
         task = EvaluationTask(track=rng.choice(tracks), max_frames=rng.randint(20, 120), controller=spec)
         gs = [[rng.gauss(0, 0.7) for _ in range(spec.genome_length())] for _ in range(rng.randint(1, 4))]
-        out.append((task, gs))
+        split = rng.randint(1, len(gs))  # some requests drive their genomes in two races, like packed chunks
+        races = [split, len(gs) - split] if split < len(gs) and rng.random() < 0.3 else None
+        out.append((task, gs, races))
     return out
 
 
@@ -79,8 +81,10 @@ async def soak(urls: list[str], requests: list, clients: int, max_seconds: float
         url = urls[k % len(urls)]
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
             while not queue.empty() and time.monotonic() < deadline:
-                i, (task, gs) = queue.get_nowait()
+                i, (task, gs, races) = queue.get_nowait()
                 body = {"task": task.model_dump(mode="json"), "genomes": gs}
+                if races is not None:
+                    body["races"] = races
                 for _attempt in range(600):
                     try:
                         resp = await http.post("/v1/evaluations", json=body)
@@ -153,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     # spot-check answers against in-process evaluation
     mismatches = 0
     for i, results in stats.pop("answers").items():
-        task, gs = requests[i]
+        task, gs, _races = requests[i]  # results do not depend on how genomes are split into races
         if [LapResult.from_dict(r) for r in results] != task.evaluate_batch(gs):
             mismatches += 1
     report = {
