@@ -108,6 +108,7 @@ class _Endpoint:
     limit: int = 1
     workers: int = 1
     max_batch: int = 1024
+    max_body_bytes: int = 16 * 1024 * 1024
     evaluator_id: str = ""
     inflight: int = 0
     failures: int = 0
@@ -595,6 +596,8 @@ class HttpExecutor(cf.Executor):
         if first.parts is not None or first.attempts:
             return first
         want = len(self._queue) // (PACK_SPREAD * workers)
+        # stay well within the evaluator's body limit: genes take up to ~25 bytes of JSON each
+        max_genomes = min(ep.max_batch, ep.max_body_bytes // (2 * 25 * max(1, len(first.genomes[0]))))
         parts, size = [first], len(first.genomes)
         while want > 0 and self._queue:
             nxt = self._queue[0]
@@ -602,7 +605,7 @@ class HttpExecutor(cf.Executor):
                 nxt.started
                 or nxt.task_json != first.task_json
                 or nxt.not_before > now
-                or size + len(nxt.genomes) > ep.max_batch
+                or size + len(nxt.genomes) > max_genomes
             ):
                 break
             self._queue.popleft()
@@ -797,6 +800,7 @@ class HttpExecutor(cf.Executor):
         ep.limit = capacity
         ep.workers = max(1, int(info.get("workers", 1)))
         ep.max_batch = max(1, int(info.get("max_batch", 1024)))
+        ep.max_body_bytes = max(1024, int(info.get("max_body_bytes", 16 * 1024 * 1024)))
         ep.evaluator_id = str(info.get("evaluator", ""))
 
     async def _watch(self, ep: _Endpoint) -> None:

@@ -316,3 +316,17 @@ def test_a_large_batch_in_one_request(urls):
         assert list(ex.map(task, gs, chunksize=600)) == task.evaluate_batch(gs)
         assert list(ex.map(task, gs, chunksize=300)) == task.evaluate_batch(gs)
         assert ex.stats()["retries"] == 0
+
+
+def test_packs_stay_within_the_evaluators_body_limit():
+    """200 waiting tasks would pack ~50 genomes (~200 kB) into one request; this evaluator takes 64 kB."""
+    task = EvaluationTask(track=DEFAULT_TRACK, max_frames=5, controller=ControllerSpec(kind="schedule"))
+    gs = genomes(200, seed=8, task=task)
+    (ev,) = start_evaluators(1, args=("--max-body-bytes", "65536"))
+    try:
+        with HttpExecutor([ev.url]) as ex:
+            assert list(ex.map(task, gs, chunksize=1)) == task.evaluate_batch(gs)
+            stats = ex.stats()
+        assert stats["retries"] == 0 and stats["requests"] < len(gs)
+    finally:
+        ev.stop()
