@@ -145,53 +145,49 @@ def test_no_reachable_evaluator_is_a_clear_error():
     assert "cannot connect" in message
 
 
-def test_sigkill_of_one_of_three_evaluators_mid_generation(fleet, reference):
-    """The victim is killed while it has a request in flight: its chunks go elsewhere."""
-    gs, expected = reference
+def _map_killing_a_third_evaluator(fleet, gs, chunksize: int, kill_when) -> tuple[list, dict, str]:
+    """Map over the fleet plus a victim evaluator that is SIGKILLed the first time
+    ``kill_when(kind, info)`` holds for one of its events; returns (results, stats, victim url)."""
     (victim,) = start_evaluators(1)
     killed = threading.Event()
 
     def on_event(kind: str, info: dict) -> None:
-        # a result from the victim while another of its requests is still in flight
-        if kind == "result" and info["endpoint"] == victim.url and info["inflight"] >= 1 and not killed.is_set():
+        if info.get("endpoint") == victim.url and not killed.is_set() and kill_when(kind, info):
             victim.kill()
             killed.set()
 
     try:
         urls = [fleet[0].url, victim.url, fleet[1].url]
         with HttpExecutor(urls, on_event=on_event) as ex:
-            results = list(ex.map(TASK, gs, chunksize=2))
+            results = list(ex.map(TASK, gs, chunksize=chunksize))
             stats = ex.stats()
         assert killed.is_set()
-        assert results == expected
-        assert stats["results"] == len(gs)  # every genome answered exactly once
-        assert stats["retries"] >= 1
-        assert stats["endpoints"][victim.url]["state"] == "benched"
+        return results, stats, victim.url
     finally:
         victim.stop()
+
+
+def test_sigkill_of_one_of_three_evaluators_mid_generation(fleet, reference):
+    """The victim is killed while it has a request in flight: its chunks go elsewhere."""
+    gs, expected = reference
+    # a result from the victim while another of its requests is still in flight
+    results, stats, victim = _map_killing_a_third_evaluator(
+        fleet, gs, 2, lambda kind, info: kind == "result" and info["inflight"] >= 1
+    )
+    assert results == expected
+    assert stats["results"] == len(gs)  # every genome answered exactly once
+    assert stats["retries"] >= 1
+    assert stats["endpoints"][victim]["state"] == "benched"
 
 
 def test_sigkill_of_an_evaluator_with_a_pack_of_chunks_in_flight(fleet, reference):
     """Killed as a request carrying several chunks is sent to it: every chunk of the pack is retried."""
     gs, expected = reference
-    (victim,) = start_evaluators(1)
-    killed = threading.Event()
-
-    def on_event(kind: str, info: dict) -> None:
-        if kind == "dispatch" and info["endpoint"] == victim.url and info["size"] > 1 and not killed.is_set():
-            victim.kill()
-            killed.set()
-
-    try:
-        urls = [fleet[0].url, victim.url, fleet[1].url]
-        with HttpExecutor(urls, on_event=on_event) as ex:
-            results = list(ex.map(TASK, gs, chunksize=1))
-            stats = ex.stats()
-        assert killed.is_set()
-        assert results == expected
-        assert stats["results"] == len(gs) and stats["retries"] >= 1
-    finally:
-        victim.stop()
+    results, stats, _ = _map_killing_a_third_evaluator(
+        fleet, gs, 1, lambda kind, info: kind == "dispatch" and info["size"] > 1
+    )
+    assert results == expected
+    assert stats["results"] == len(gs) and stats["retries"] >= 1
 
 
 def test_a_hanging_evaluator_is_detected_and_its_work_retried(fleet, reference):
