@@ -275,7 +275,7 @@ class UrsinaRenderer:
 
     def _build_capture(self) -> None:
         from panda3d.core import Texture
-        from ursina import camera
+        from ursina import Vec3, camera
 
         w, h = self.frame_size
         self._tex = Texture("frames")
@@ -287,6 +287,7 @@ class UrsinaRenderer:
         self._cam = self.app.makeCamera(self._buffer, lens=lens)
         self._cam.reparentTo(camera)
         self.camera = camera
+        self._world_up = Vec3(0, 1, 0)
         camera.fov = 70
         lens.setFov(self.app.camLens.getFov())
 
@@ -298,7 +299,9 @@ class UrsinaRenderer:
         self.car.rotation_y = 90 - math.degrees(h)
         back, up = 11.0, 4.5
         self.camera.position = (x - math.cos(h) * back, up, z - math.sin(h) * back)
-        self.camera.look_at((x + math.cos(h) * 6, 1.0, z + math.sin(h) * 6))
+        # World up, always: with the camera's own up vector every turn would add roll, and the image
+        # would depend on the driving history instead of the car's pose alone.
+        self.camera.look_at((x + math.cos(h) * 6, 1.0, z + math.sin(h) * 6), up=self._world_up)
         if self.hud is not None:
             lap = state["lap"]
             best = f"{lap['best_lap_s']:.2f} s" if lap["best_lap_s"] else "--"
