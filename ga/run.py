@@ -319,6 +319,7 @@ def prepare(args: argparse.Namespace):
         if not run_dir.is_dir():
             raise UsageError(f"no run folder at {run_dir}")
         cp = checkpoint.load(run_dir / "checkpoint.json")
+        atomic.remove_leftovers(run_dir)  # half-written files of a killed run
         generations = args.generations or stored_generations(run_dir) or DEFAULT_GENERATIONS
         cp.restore_rng()
         baseline = pursuit_lap(cp.config.task.load_track())

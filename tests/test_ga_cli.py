@@ -1,6 +1,7 @@
 """ga.run / ga.replay command lines: bad input gives one clear line and a non-zero exit."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -87,6 +88,29 @@ def test_tampered_checkpoint(tmp_path, finished_run):
     doc["population"][0]["genome"] = doc["population"][0]["genome"][:-1]
     (run_dir / "checkpoint.json").write_text(json.dumps(doc))
     assert_one_line_error(cli("ga.run", "--resume", str(run_dir)), "genes")
+
+
+def test_changed_fitness_is_refused_in_one_line(tmp_path, finished_run):
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    doc = json.loads((run_dir / "checkpoint.json").read_text())
+    doc["population"][0]["fitness"] += 1.0  # a valid shape, another run
+    (run_dir / "checkpoint.json").write_text(json.dumps(doc))
+    assert_one_line_error(cli("ga.run", "--resume", str(run_dir)), "digest")
+
+
+def test_resume_removes_leftover_temporary_files(tmp_path, finished_run):
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    leftover = run_dir / ".checkpoint.json.k2j3h4.tmp"  # what a kill during a write leaves
+    leftover.write_text('{"half": ')
+    assert main(["--resume", str(run_dir)]) == 0
+    assert not leftover.exists()
+
+
+def test_run_files_have_the_usual_mode(finished_run):
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("checkpoint.json", "best.json", "config.json", "log.csv", "fitness.png"):
+        assert (finished_run / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
 
 def test_resume_without_checkpoint(tmp_path):
