@@ -208,6 +208,8 @@ class GameRunner:
             self.pacer.start(0)
         if changed and self.renderer is not None:
             self.renderer.set_track(self.track)
+        if changed and self.recorder is not None:
+            self.recorder.note_track(self.track.name)
         self._render(capture=self.recorder is not None)
         state = self.snapshot()
         state["cancelled_commands"] = cancelled
@@ -298,7 +300,8 @@ class GameRunner:
         if self.recorder is not None and self.recorder.wants(state["frame"]):
             sensing = {"speed": state["speed"], "rays": state["rays"], "x": state["car"]["x"],
                        "y": state["car"]["y"], "heading": state["car"]["heading"],
-                       "progress": state["lap"]["progress"], "track": state["track"]}
+                       "progress": state["lap"]["progress"], "track": state["track"],
+                       "episode": state["reset_count"]}
             self.recorder.offer(state["frame"], image, sensing, state["controls"])
 
     def tick(self, now: float | None = None) -> int:

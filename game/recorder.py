@@ -10,8 +10,10 @@ Stream layout (several games can share one Redis, each under its own session id)
 
 - ``{prefix}:frames:{session}``  stream; fields: ``session``, ``frame``, ``t``, ``image`` (bytes),
   ``format`` (jpeg|png), ``width``, ``height``, ``speed``, ``rays`` (JSON list), ``controls``
-  (JSON {key: bool}), ``x``, ``y``, ``heading``, ``track``, plus any extra scalar fields given.
-- ``{prefix}:sessions``  hash: session id -> JSON metadata (track, size, format, started).
+  (JSON {key: bool}), ``x``, ``y``, ``heading``, ``track``, ``episode`` (resets since the game
+  started: the frame index restarts at 0 with each), plus any extra scalar fields given.
+- ``{prefix}:sessions``  hash: session id -> JSON metadata (track, tracks driven so far, size,
+  format, started).
 
 Redis is imported lazily so the simulation core never needs it.
 """
@@ -169,6 +171,13 @@ class FrameRecorder:
             self.stats.dropped += n
             self.stats.dropped_full += n
 
+    def note_track(self, name: str) -> None:
+        """The game now drives ``name``: list it in the session's metadata (rewritten by the writer)."""
+        tracks = self.metadata.setdefault("tracks", [self.metadata["track"]] if "track" in self.metadata else [])
+        if name not in tracks:
+            self.metadata["tracks"] = [*tracks, name]
+            self._registered = False
+
     def snapshot(self) -> dict[str, Any]:
         with self._stats_lock:
             d = self.stats.as_dict()
@@ -248,6 +257,8 @@ class FrameRecorder:
 
     def _register(self) -> None:
         meta = dict(self.metadata)
+        if "track" in meta:
+            meta.setdefault("tracks", [meta["track"]])
         meta.setdefault("started", time.time())
         meta.update(format=self.fmt, every=self.every, stream=self.key)
         try:

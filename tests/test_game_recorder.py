@@ -176,8 +176,8 @@ def test_export_and_ls_cli(redis_server, tmp_path, capsys):
 
     assert frames_cli.main(["ls", "--redis", redis_server.url, "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert listed == [{"session": "s5", "frames": 450, "track": "oval", "started": listed[0]["started"],
-                       "format": "jpeg", "every": 1}]
+    assert listed == [{"session": "s5", "frames": 450, "track": "oval", "tracks": ["oval"],
+                       "started": listed[0]["started"], "format": "jpeg", "every": 1}]
 
     out = tmp_path / "ds"
     assert frames_cli.main(["export", "--redis", redis_server.url, "--session", "s5", "--out", str(out)]) == 0
