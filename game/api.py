@@ -209,7 +209,11 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True) -> FastAP
             return JSONResponse({"status": "stopped"}, status_code=503)
         if not runner.ready.is_set():
             return JSONResponse({"status": "starting"}, status_code=503, headers={"Retry-After": "1"})
-        return {"status": "ok", "mode": runner.mode, "frame": runner.frame, "track": runner.track.name}
+        body = {"status": "ok", "mode": runner.mode, "frame": runner.frame, "track": runner.track.name}
+        if runner.recorder is not None:  # recording trouble is reported, not fatal: the game plays on
+            s = runner.recorder.snapshot()
+            body["recorder"] = {k: s[k] for k in ("connected", "last_error", "written", "dropped", "session")}
+        return body
 
     @app.get("/v1/state", response_model=StateOut)
     def state():

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from game.recorder import DEFAULT_PREFIX, KEYS, sessions_key, stream_key
+from game.recorder import DEFAULT_PREFIX, KEYS, redact_url, sessions_key, stream_key
 
 N_RAYS = 15
 
@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         import redis
 
         if isinstance(exc, redis.exceptions.ConnectionError):
-            print(f"error: cannot reach Redis at {args.redis}: {exc}", file=sys.stderr)
+            print(f"error: cannot reach Redis at {redact_url(args.redis)}: "
+                  f"{str(exc).replace(args.redis, redact_url(args.redis))}", file=sys.stderr)
             return 2
         raise
     return 0

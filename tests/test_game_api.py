@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -12,6 +13,7 @@ import pytest
 from game import Race, bundled_tracks, generate_track, load_track
 from game.api import ApiServer
 from game.app import GameRunner
+from game.recorder import FrameRecorder
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +22,8 @@ def track():
 
 
 class Game:
-    def __init__(self, track, mode):
-        self.runner = GameRunner(track, mode)
+    def __init__(self, track, mode, recorder=None):
+        self.runner = GameRunner(track, mode, recorder=recorder)
         self.server = ApiServer(self.runner, port=0).start()
         self.url = f"http://127.0.0.1:{self.server.port}"
         self.client = httpx.Client(base_url=self.url, timeout=30)
@@ -192,3 +194,22 @@ def test_concurrent_steps_are_serialised(lockstep):
     assert not errors
     assert c.get("/v1/state").json()["frame"] == 80
     assert np.isfinite(c.get("/v1/state").json()["speed"])
+
+
+def test_healthz_tells_why_frames_are_not_recorded(track):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"redis://:secret@127.0.0.1:{s.getsockname()[1]}/0"
+    recorder = FrameRecorder(dead, session="h1", retry_s=0.0).start()
+    g = Game(track, "lockstep", recorder=recorder).start_loop()
+    try:
+        recorder.offer(0, np.zeros((8, 8, 3), np.uint8))
+        assert recorder.flush()
+        body = g.client.get("/healthz").json()
+        assert body["status"] == "ok"  # the game plays on without its recorder
+        assert body["recorder"]["connected"] is False and body["recorder"]["dropped"] >= 1
+        assert "connect" in body["recorder"]["last_error"]
+        assert "rrp_recorder_connected 0" in g.client.get("/metrics").text
+    finally:
+        g.close()
+        recorder.close()
