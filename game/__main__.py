@@ -3,7 +3,8 @@
     python -m game [--track NAME|PATH] [--headless] [--port 8200] [--mode realtime|lockstep]
                    [--redis redis://HOST:6379/0] [--replay RUN_DIR/best.json] [--driver pursuit]
 
-Environment: RRP_PORT, RRP_HOST, RRP_REDIS (same meaning as the flags; flags win).
+Environment: RRP_PORT, RRP_HOST, RRP_REDIS (same meaning as the flags; flags win). With RRP_GAME_TOKEN
+set (or the variable named by --token-env), every /v1/ request needs ``Authorization: Bearer TOKEN``.
 The HTTP API starts first, so requests during start-up get 503 "starting" instead of an error.
 """
 
@@ -41,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=env.get("RRP_PORT", "8200"),
                    help="HTTP port, 0 = any free port (env RRP_PORT)")
     p.add_argument("--no-api", action="store_true", help="do not serve the HTTP API")
+    p.add_argument("--token-env", default="RRP_GAME_TOKEN",
+                   help="environment variable holding the API's bearer token (unset/empty: no auth)")
     p.add_argument("--mode", choices=["realtime", "lockstep"], default="realtime")
     p.add_argument("--redis", default=env.get("RRP_REDIS") or None,
                    help="record camera frames to this Redis (env RRP_REDIS)")
@@ -120,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         from game.api import ApiServer
 
         try:
-            server = ApiServer(runner, host=args.host, port=args.port).start()
+            server = ApiServer(runner, host=args.host, port=args.port,
+                               token=os.environ.get(args.token_env) or None).start()
         except RuntimeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
