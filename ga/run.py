@@ -33,6 +33,7 @@ from ga.checkpoint import CheckpointError
 from ga.config import EvolutionConfig
 from ga.evolve import EvolutionState, initial_generation, next_generation
 from ga.executors import LocalExecutor
+from ga.fleet.errors import EvaluationError
 from ga.toolbox import make_statistics, make_toolbox
 from game import DEFAULT_TRACK, TrackError, load_track
 
@@ -379,11 +380,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: a worker process died ({exc}); resume with: python -m {PROG} --resume "
               f"{run.dir if run else 'RUN_DIR'}", file=sys.stderr)
         return 1
-    except Exception as exc:
+    except EvaluationError as exc:
         # The evaluator fleet failing for good (e.g. no pod reachable) is an operational error,
         # reported in one line like the others; anything else is a bug and keeps its traceback.
-        if type(exc).__module__ != "ga.http_executor":
-            raise
         stop()
         print(f"{PROG}: error: evaluation failed: {exc}", file=sys.stderr)
         return 1
