@@ -491,3 +491,14 @@ def test_collection_without_a_redis_is_refused(helm):
                           capture_output=True, text=True)
     assert proc.returncode != 0
     assert "collect.enabled needs redis.enabled=true or collect.redisUrl" in proc.stderr
+
+
+def test_notes_tell_how_to_reach_the_pilot_and_follow_collection(helm):
+    proc = subprocess.run(
+        [helm, "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE, "-f", str(ALL_ON)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    assert "port-forward svc/rrp-pilot 8300:8300" in notes and "claim rrp-models" in notes
+    assert "job/rrp-collect-night-frames" in notes and "redis://rrp-redis:6379/0" in notes
