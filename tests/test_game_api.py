@@ -313,3 +313,10 @@ def test_bearer_token_guards_the_api(track):
 def test_unknown_track_lists_the_tracks_once(lockstep):
     detail = lockstep.client.post("/v1/reset", json={"track": "nowhere"}).json()["detail"]
     assert detail.count("circuit") == 1, detail
+
+
+def test_an_inline_track_too_big_to_precompute_is_a_422(lockstep):
+    from test_sim_core import BIG_CIRCLE
+
+    r = lockstep.client.post("/v1/reset", json={"track_data": BIG_CIRCLE})
+    assert r.status_code == 422 and "grid cells" in r.json()["detail"], r.text
