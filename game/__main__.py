@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+from typing import TextIO
 
 from game import DEFAULT_TRACK, TrackError, load_track
 
@@ -92,8 +93,31 @@ def build_driver(args: argparse.Namespace, track_arg: str | None):
     return track, None, "keyboard (WASD/arrows) and HTTP controls"
 
 
-def main(argv: list[str] | None = None) -> int:
+def machine_stdout() -> TextIO:
+    """Keep stdout for the game's JSON lines: Ursina and Panda3D print banners to file descriptor 1
+    (from Python and from C++), so fd 1 is pointed at stderr and the JSON goes to a copy of the
+    original stdout."""
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    return out
+
+
+def _no_display() -> bool:
+    return sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+NO_WINDOW = ("error: cannot open a window{why}; run with --headless (offscreen, no display needed) "
+             "or under an X server (xvfb-run python -m game ...)")
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the game; ``out`` receives the JSON event lines (default stdout)."""
+    out = out or sys.stdout
     args = parse_args(argv)
+    if not args.headless and not args.no_render and _no_display():
+        print(NO_WINDOW.format(why=" (no DISPLAY)"), file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         track, driver, desc = build_driver(args, args.track)
@@ -140,13 +164,19 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_render:
             from game.scene import UrsinaRenderer
 
-            runner.renderer = UrsinaRenderer(track, headless=args.headless, window_size=args.window_size,
-                                             frame_size=args.frame_size)
+            try:
+                runner.renderer = UrsinaRenderer(track, headless=args.headless, window_size=args.window_size,
+                                                 frame_size=args.frame_size)
+            except Exception as exc:  # Panda3D: "Could not open window." and the like
+                if args.headless:
+                    raise
+                print(NO_WINDOW.format(why=f" ({exc})"), file=sys.stderr)
+                return 2
         info = {"event": "ready", "url": f"http://{args.host}:{server.port}" if server else None,
                 "mode": args.mode, "track": track.name, "driver": desc,
                 "render": "none" if args.no_render else ("headless" if args.headless else "window"),
                 "session": recorder.session if recorder else None}
-        runner.run(stop, on_ready=lambda: print(json.dumps(info), flush=True))
+        runner.run(stop, on_ready=lambda: print(json.dumps(info), file=out, flush=True))
     except SystemExit:  # the window was closed
         pass
     finally:
@@ -157,11 +187,11 @@ def main(argv: list[str] | None = None) -> int:
             recorder.close(timeout=5)
             s = recorder.snapshot()
             print(json.dumps({"event": "recorded", "session": s["session"], "written": s["written"],
-                              "dropped": s["dropped"]}), flush=True)
+                              "dropped": s["dropped"]}), file=out, flush=True)
         if runner.renderer is not None:
             runner.renderer.close()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(out=machine_stdout()))

@@ -133,6 +133,17 @@ def test_replay_re_drives_best_json(finished_run, capsys):
     assert f"python -m game --replay {finished_run / 'best.json'}" in out
 
 
+def test_replay_into_a_closed_pipe_is_quiet(finished_run):
+    """``python -m ga.replay RUN | head -0``: the reader is gone before the first line."""
+    proc = subprocess.Popen([sys.executable, "-m", "ga.replay", str(finished_run)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.wait(timeout=300)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert proc.returncode == 1
+
+
 def test_replay_bad_folder(tmp_path):
     assert_one_line_error(cli("ga.replay", str(tmp_path / "missing")), "best.json")
     (tmp_path / "x").mkdir()

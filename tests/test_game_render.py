@@ -32,13 +32,11 @@ class GameProcess:
             [sys.executable, "-m", "game", "--headless", "--port", "0", *args],
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True,
         )
-        self.info = None
-        for line in self.proc.stdout:  # Ursina prints banners first; our line is JSON
-            if line.startswith("{"):
-                self.info = json.loads(line)
-                break
-        if self.info is None:
+        first = self.proc.stdout.readline()  # stdout is machine-readable: Ursina's banners go to stderr
+        if not first:
             raise RuntimeError(f"game did not start: {(tmp_path / 'game.log').read_text()[-2000:]}")
+        self.info = json.loads(first)
+        assert self.info["event"] == "ready"
         self.url = self.info["url"]
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
@@ -252,3 +250,12 @@ def test_export_after_reset_keeps_every_frame_and_names_each_track(tmp_path, red
     capsys.readouterr()
     assert frames_cli.main(["ls", "--redis", redis_server.url]) == 0
     assert "circuit,oval" in capsys.readouterr().out
+
+
+def test_without_a_display_the_game_says_what_to_do_in_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    proc = subprocess.run([sys.executable, "-m", "game", "--port", "0"], cwd=tmp_path,
+                          env=dict(env, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--headless" in lines[0] and "xvfb-run" in lines[0], proc.stderr
