@@ -135,7 +135,10 @@ def test_an_evolved_controller_labels_with_its_own_steering_and_the_speed_it_rea
         steering, target = expert.label(st.x, st.y, st.heading, st.speed)
         keys = controller.act(race.observation)[0]
         assert steering[0] == float(keys[2]) - float(keys[3])
-        assert target[0] == pytest.approx(min(50.0, st.speed[0] + 10 * 25.0 / 25))  # 10 frames at 25 m/s^2
+        flat_out = min(50.0, st.speed[0] + 10 * 25.0 / 25)  # 10 frames of forward at 25 m/s^2
+        assert target[0] <= flat_out + 1e-9  # less only where the next 10 frames meet a wall
+        if st.speed[0] < 20.0:  # the first second, on the straight
+            assert target[0] == pytest.approx(flat_out)
         turned += steering[0] != 0
         race.step(keys)
     assert turned > 0
