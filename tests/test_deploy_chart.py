@@ -491,3 +491,49 @@ def test_collection_without_a_redis_is_refused(helm):
                           capture_output=True, text=True)
     assert proc.returncode != 0
     assert "collect.enabled needs redis.enabled=true or collect.redisUrl" in proc.stderr
+
+
+def test_notes_tell_how_to_reach_the_pilot_and_follow_collection(helm):
+    proc = subprocess.run(
+        [helm, "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE, "-f", str(ALL_ON)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    assert "port-forward svc/rrp-pilot 8300:8300" in notes and "claim rrp-models" in notes
+    assert "job/rrp-collect-night-frames" in notes and "redis://rrp-redis:6379/0" in notes
+
+
+def test_game_ingress_and_every_components_egress_are_restricted(helm):
+    objects = render(helm, "-f", str(ALL_ON))
+    pods = {o["metadata"]["labels"]["app.kubernetes.io/component"]: o for o in objects if o["kind"] in POD_KINDS}
+    game_pol = one(objects, "NetworkPolicy", "rrp-game")
+    assert matches(game_pol["spec"]["podSelector"], pod_labels(pods["game"]))
+    (rule,) = game_pol["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    peers = [p["podSelector"] for p in rule["from"] if set(p) == {"podSelector"}]
+    assert any(matches(s, pod_labels(pods["ga"])) for s in peers)
+    assert not any(matches(s, {"app.kubernetes.io/component": "game"}) for s in peers), "other releases stay out"
+
+    def egress(component: str) -> list[dict]:
+        pol = one(objects, "NetworkPolicy", f"rrp-{component}-egress")
+        assert pol["spec"]["policyTypes"] == ["Egress"]
+        assert matches(pol["spec"]["podSelector"], pod_labels(pods[component]))
+        return pol["spec"]["egress"]
+
+    def reaches(component: str, target: str) -> bool:
+        return any(matches(peer["podSelector"], pod_labels(pods[target]))
+                   for rule in egress(component) for peer in rule.get("to", []) if "podSelector" in peer)
+
+    dns = {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    for component in ("evaluator", "ga", "game", "pilot", "collect", "test"):
+        assert dns in egress(component)
+    assert reaches("ga", "evaluator") and reaches("test", "evaluator")
+    assert reaches("game", "redis") and reaches("collect", "redis")
+    assert not reaches("evaluator", "redis") and not reaches("game", "evaluator") and not reaches("pilot", "redis")
+    assert egress("redis") == [], "Redis talks to nobody"
+    assert {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]} in egress("ga")
+    extra = {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"port": 6379, "protocol": "TCP"}]}
+    assert extra in egress("game") and extra not in egress("redis")
+    # off by default, as the ingress policies are
+    assert not [o for o in render(helm) if o["kind"] == "NetworkPolicy"]
