@@ -331,13 +331,13 @@ def test_ga_job_arguments_come_from_values(helm):
     ]
 
 
-PASSWORD_ENV = {"name": "RRP_REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "rrp-redis", "key": "password"}}}
+PASSWORD_ENV = {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "rrp-redis", "key": "password"}}}
 
 
 def test_game_pods_record_frames_to_the_release_redis(helm):
     objects = render(helm, "--set", "game.enabled=true", "--set", "redis.enabled=true")
     (c,) = pod_spec(one(objects, "Deployment", "rrp-game"))["containers"]
-    url = "redis://:$(RRP_REDIS_PASSWORD)@rrp-redis:6379/0"  # expanded by Kubernetes from the Secret
+    url = "redis://:$(REDIS_PASSWORD)@rrp-redis:6379/0"  # expanded by Kubernetes from the Secret
     assert c["command"] == ["python", "-m", "game"]
     assert c["args"] == ["--headless", "--port", "8200", "--mode", "realtime"], "no password on a command line"
     assert c["env"] == [{"name": "RRP_HOST", "value": "0.0.0.0"}, PASSWORD_ENV, {"name": "RRP_REDIS", "value": url}]
@@ -480,7 +480,7 @@ def test_collection_job_runs_indexed_pods_writing_to_the_release_redis(helm):
     assert c["command"] == ["python", "-m", "pilot.collect"]
     assert c["args"] == ["--run", "night_frames", "--shards", "6",
                          "--workers", "2", "--episodes", "1200", "--seed", "7", "--quiet"]
-    assert c["env"][:2] == [PASSWORD_ENV, {"name": "RRP_REDIS", "value": "redis://:$(RRP_REDIS_PASSWORD)@rrp-redis:6379/0"}]
+    assert c["env"][:2] == [PASSWORD_ENV, {"name": "RRP_REDIS", "value": "redis://:$(REDIS_PASSWORD)@rrp-redis:6379/0"}]
     redis_pol = one(objects, "NetworkPolicy", "rrp-redis")
     peers = [p["podSelector"] for p in redis_pol["spec"]["ingress"][0]["from"]]
     assert any(matches(s, pod_labels(job)) for s in peers), "collectors reach Redis"

@@ -65,10 +65,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* This release's Redis; with auth the password comes from the RRP_REDIS_PASSWORD env var
+{{/* This release's Redis; with auth the password comes from the REDIS_PASSWORD env var
 (Kubernetes expands $(VAR) in env values), never from the command line. */}}
 {{- define "rrp.releaseRedisUrl" -}}
-{{- $auth := ternary ":$(RRP_REDIS_PASSWORD)@" "" .Values.redis.auth.enabled }}
+{{- $auth := ternary ":$(REDIS_PASSWORD)@" "" .Values.redis.auth.enabled }}
 {{- printf "redis://%s%s-redis:%d/0" $auth (include "rrp.fullname" .) (int .Values.redis.port) }}
 {{- end }}
 
@@ -79,7 +79,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Env entries a client of this release's Redis needs when auth is on: the password, first. */}}
 {{- define "rrp.redisPasswordEnv" -}}
-- name: RRP_REDIS_PASSWORD
+- name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ include "rrp.redisSecret" . }}
