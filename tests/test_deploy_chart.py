@@ -442,9 +442,12 @@ def test_pilot_service_deployment_hpa_and_model_claim(helm):
     assert c["image"] == "rallyrobopilot-pilot:0.1.0" and c["command"] == ["python", "-m", "pilot.serve"]
     env = {e["name"]: e for e in c["env"]}
     assert env["RRP_MODEL"]["value"] == "/models/pilot/current" and env["RRP_MAX_BATCH"]["value"] == "32"
+    assert env["RRP_MAX_INFLIGHT"]["value"] == "8"
     assert env["RRP_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "rrp-pilot-token", "key": "token"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert c["lifecycle"]["preStop"]["exec"]["command"][:2] == ["python", "-c"], "drained before it stops"
     assert {"name": "models", "mountPath": "/models", "readOnly": True} in c["volumeMounts"]
     models = next(v for v in spec["volumes"] if v["name"] == "models")
     assert models["persistentVolumeClaim"] == {"claimName": "rrp-models", "readOnly": True}
@@ -462,7 +465,8 @@ def test_pilot_service_deployment_hpa_and_model_claim(helm):
     assert not by_kind(objects, "PersistentVolumeClaim")
     (c,) = pod_spec(dep)["containers"]
     assert {e["name"]: e.get("value") for e in c["env"]} == {
-        "RRP_HOST": "0.0.0.0", "RRP_PORT": "8300", "RRP_MODEL": "/models/pilot", "RRP_MAX_BATCH": "64"}
+        "RRP_HOST": "0.0.0.0", "RRP_PORT": "8300", "RRP_MODEL": "/models/pilot", "RRP_MAX_BATCH": "64",
+        "RRP_MAX_INFLIGHT": "16"}
     assert next(v for v in pod_spec(dep)["volumes"] if v["name"] == "models")["persistentVolumeClaim"] == {
         "claimName": "trained", "readOnly": True}
     assert schema_errors(objects) == []

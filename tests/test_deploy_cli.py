@@ -201,6 +201,8 @@ def check_pilot_serve(argv: list[str], env: dict[str, str]) -> None:
     assert settings.token == env.get("RRP_TOKEN")
     if "RRP_MAX_BATCH" in env:
         assert settings.max_batch == int(env["RRP_MAX_BATCH"])
+    if "RRP_MAX_INFLIGHT" in env:
+        assert settings.max_inflight == int(env["RRP_MAX_INFLIGHT"])
 
 
 def check_collect(argv: list[str], env: dict[str, str]) -> None:
