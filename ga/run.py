@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import random
+import signal
 import sys
 import time
 from concurrent.futures import Executor
@@ -63,6 +65,14 @@ LOOPS = {"ga": genetic, "cma": cmaes}
 
 class UsageError(Exception):
     """Bad command-line input: reported as one line, exit status 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``docker stop``, a Job's deletion): stop as on Ctrl-C, checkpoint kept."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -214,6 +224,19 @@ def stored_generations(run_dir: Path) -> int | None:
 # --- executor ------------------------------------------------------------------------------------
 
 
+def show_fleet_changes() -> None:
+    """Print each evaluator's changes of state (unreachable, up, benched, gone) on stderr, one line
+    each: a fleet that cannot be reached is said at once, not after the 120 s it is waited for."""
+    for name in ("ga.fleet", "ga.http_executor"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+
+
 def make_executor(args: argparse.Namespace) -> tuple[Executor, str]:
     """The executor behind ``toolbox.map`` and a short description for the header line."""
     if args.evaluators:
@@ -221,6 +244,7 @@ def make_executor(args: argparse.Namespace) -> tuple[Executor, str]:
             from ga.http_executor import HttpExecutor
         except ImportError as exc:
             raise UsageError(f"--evaluators needs the HTTP executor, which is not available: {exc}") from None
+        show_fleet_changes()
         try:
             return HttpExecutor(args.evaluators), f"evaluators {args.evaluators}"
         except ValueError as exc:  # a malformed endpoint spec
@@ -390,6 +414,7 @@ def prepare(args: argparse.Namespace):
         if not run_dir.is_dir():
             raise UsageError(f"no run folder at {run_dir}")
         cp = checkpoint.load(run_dir / "checkpoint.json")
+        atomic.remove_leftovers(run_dir)  # half-written files of a killed run
         generations = args.generations or stored_generations(run_dir) or DEFAULT_GENERATIONS
         cp.restore_rng()
         baselines = [pursuit_lap(task.load_track()).lap_time_s for task in cp.config.tasks]
@@ -425,6 +450,18 @@ def header(run: Run, state: EvolutionState | None, generations: int, baselines: 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; SIGTERM is handled like Ctrl-C while it runs."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        return _main(argv)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     bar = Bar()
     run: Run | None = None
     executor: Executor | None = None
@@ -448,12 +485,13 @@ def main(argv: list[str] | None = None) -> int:
         executor = None
         finish(run, state, baselines)
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         stop()
         resumable = run is not None and (run.dir / "checkpoint.json").exists()
         where = f"; resume with: python -m {PROG} --resume {run.dir}" if resumable else ""
-        print(f"{PROG}: interrupted{where}", file=sys.stderr)
-        return 130
+        terminated = isinstance(exc, Terminated)
+        print(f"{PROG}: {'terminated' if terminated else 'interrupted'}{where}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     except (UsageError, CheckpointError, TrackError) as exc:
         stop()
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -255,6 +255,44 @@ def test_metrics_move(http):
     assert metric(after, "rrp_pilot_model_info", version="v1") == 1
 
 
+def test_beyond_max_inflight_the_answer_is_503_at_once(model_dir):
+    """One request holds the only slot (its body is still being sent); the next is refused, not queued."""
+    server = Server(model_dir, "--watch-interval", "0", "--max-inflight", "1")
+    images, speeds = frames(1)
+    body = json.dumps(batch(images, speeds)).encode()
+    release, result = threading.Event(), {}
+
+    def slow_body():
+        yield body[:10]
+        release.wait(60)
+        yield body[10:]
+
+    def first():
+        with httpx.Client(base_url=server.url, timeout=60) as c:
+            result["first"] = c.post("/v1/predict", content=slow_body(), headers={"content-type": "application/json"})
+
+    sender = threading.Thread(target=first)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            sender.start()
+            poll(lambda: metric(http.get("/metrics").text, "rrp_pilot_inflight_requests") == 1, 60, "not in flight")
+            refused = http.post("/v1/predict", json=batch(images, speeds))
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert refused.json()["detail"] == "1 requests in progress, the limit; retry"
+            release.set()
+            sender.join(60)
+            assert result["first"].status_code == 200, result["first"].text
+            assert http.post("/v1/predict", json=batch(images, speeds)).status_code == 200
+            text = http.get("/metrics").text
+            assert metric(text, "rrp_pilot_errors_total", reason="overloaded") == 1
+            assert metric(text, "rrp_pilot_inflight_requests") == 0
+    finally:
+        release.set()
+        if sender.ident is not None:
+            sender.join(60)
+        server.stop()
+
+
 # --- hot reload -------------------------------------------------------------------------------------
 
 
@@ -374,3 +412,32 @@ def test_cli_refuses_bad_settings_with_one_line():
     proc = subprocess.run([sys.executable, "-m", "pilot.serve", "--model", "m"], cwd=REPO,
                           env={**env, "RRP_MAX_BATCH": "many"}, capture_output=True, text=True)
     assert proc.returncode != 0 and proc.stderr.strip().endswith("RRP_MAX_BATCH must be int, got 'many'")
+
+
+DRIVE_BOTH = """
+import json, sys
+from pilot.drive import drive_lap, open_pilot
+from pilot.tracks import track_by_name
+from game.scene import UrsinaRenderer
+
+local, served = open_pilot(sys.argv[1]), open_pilot(sys.argv[2])
+assert type(served).__name__ == "PilotClient" and served.input_size == local.input_size
+track = track_by_name("oval")
+renderer = UrsinaRenderer(track, headless=True, frame_size=local.input_size, hud=False)
+laps = [drive_lap(renderer, track, pilot, delay=1, max_frames=60).to_dict() for pilot in (local, served)]
+print(json.dumps(laps))
+"""
+
+
+def test_pilot_drive_from_the_url_drives_exactly_like_the_file(server, model_dir):
+    """`python -m pilot.drive URL` goes through PilotClient: the same frames give the same keys, so the
+    lap (up to 60 lock-step frames of real offscreen rendering, in a child process: one renderer per process)
+    is identical to driving from the model file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RRP_")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run([sys.executable, "-c", DRIVE_BOTH, str(model_dir), server.url], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    local, served = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert local == served
+    assert local["distance_m"] > 0, local
