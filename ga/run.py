@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import random
@@ -164,6 +165,19 @@ def stored_generations(run_dir: Path) -> int | None:
 # --- executor ------------------------------------------------------------------------------------
 
 
+def show_fleet_changes() -> None:
+    """Print each evaluator's changes of state (unreachable, up, benched, gone) on stderr, one line
+    each: a fleet that cannot be reached is said at once, not after the 120 s it is waited for."""
+    for name in ("ga.fleet", "ga.http_executor"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+
+
 def make_executor(args: argparse.Namespace) -> tuple[Executor, str]:
     """The executor behind ``toolbox.map`` and a short description for the header line."""
     if args.evaluators:
@@ -171,6 +185,7 @@ def make_executor(args: argparse.Namespace) -> tuple[Executor, str]:
             from ga.http_executor import HttpExecutor
         except ImportError as exc:
             raise UsageError(f"--evaluators needs the HTTP executor, which is not available: {exc}") from None
+        show_fleet_changes()
         try:
             return HttpExecutor(args.evaluators), f"evaluators {args.evaluators}"
         except ValueError as exc:  # a malformed endpoint spec

@@ -4,7 +4,7 @@
     python -m pilot.drive models/pilot --track rally --video lap.gif     # ... and records what the pilot saw
     python -m pilot.drive models/pilot --track rally --sheet frames.png  # 8 of those frames in one picture
     python -m pilot.drive models/pilot --track oval --watch              # in a window, in real time
-    python -m pilot.drive http://localhost:8100 --track circuit          # through python -m pilot.serve
+    python -m pilot.drive http://localhost:8300 --track circuit          # through python -m pilot.serve
     python -m pilot.drive models/pilot --pilot [--tracks ...] [--delays 0,1,2,3,4] [--json out.json]
 
 Every frame the game renders the chase camera (the game's own renderer, offscreen), the pilot
