@@ -165,8 +165,8 @@ def main() -> int:
     p.add_argument("--frames", choices=("rendered", "noise"), default="rendered")
     args = p.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
-    tmp = Path(tempfile.mkdtemp(prefix="bench-pilot-"))
-    folder = Path(args.model) if args.model else pilotnet(tmp / "pilotnet")
+    tmp = tempfile.TemporaryDirectory(prefix="bench-pilot-")
+    folder = Path(args.model) if args.model else pilotnet(Path(tmp.name) / "pilotnet")
     model = PilotModel.load(folder)
     w, h = model.input_size
     if args.frames == "rendered":
@@ -239,6 +239,7 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(30)
+        tmp.cleanup()
 
     print(f"model {model.version} ({w}x{h}), onnxruntime 1 thread; {args.frames} frames, PNG "
           f"{np.mean([len(e) for e in encoded]) / 1e3:.1f} kB on average; load average {os.getloadavg()[0]:.2f} "
