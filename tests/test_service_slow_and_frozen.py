@@ -67,14 +67,17 @@ def big_circle_task(shift: float) -> str:
 
 def test_a_workers_track_cache_is_bounded_in_bytes(monkeypatch):
     from evaluator import service
+    from evaluator.task import _track_from_data
 
     monkeypatch.setattr(service, "_TASKS", type(service._TASKS)())
+    _track_from_data.cache_clear()
     tasks = [big_circle_task(float(i)) for i in range(6)]
     for task_json in tasks:
         _, track = service._worker_task(task_json)
         assert track.memory_bytes > 60e6
         assert service._cached_bytes() <= service.TASK_CACHE_BYTES
     assert list(service._TASKS) == tasks[-(service.TASK_CACHE_BYTES // 64_000_000):]  # the newest stay
+    assert _track_from_data.cache_info().currsize == 0, "network tracks are kept in the byte-bounded cache only"
 
 
 def test_the_evaluator_listens_on_loopback_unless_told_otherwise(monkeypatch):
@@ -84,3 +87,22 @@ def test_the_evaluator_listens_on_loopback_unless_told_otherwise(monkeypatch):
     assert build_parser().parse_args([]).host == "127.0.0.1"
     monkeypatch.setenv("RRP_HOST", "0.0.0.0")  # what the images, compose and the chart set
     assert build_parser().parse_args([]).host == "0.0.0.0"
+
+
+def test_the_ga_map_goes_on_elsewhere_when_a_worker_freezes():
+    from ga.http_executor import HttpExecutor
+
+    frozen_ev, healthy_ev = start_evaluators(2, args=("--stall-timeout", "2"))
+    try:
+        (worker,) = _worker_processes(frozen_ev)
+        worker.send_signal(signal.SIGSTOP)
+        gs = genomes(8)
+        with HttpExecutor([frozen_ev.url, healthy_ev.url], pack_requests=False) as ex:
+            results = list(ex.map(TASK, gs, chunksize=2))
+            stats = ex.stats()
+        assert [r.to_dict() for r in results] == [r.to_dict() for r in TASK.evaluate_batch(gs)]
+        assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+        assert stats["rejected_503"] >= 1, stats  # the frozen worker's chunk came back as a 503, went again
+    finally:
+        frozen_ev.stop()
+        healthy_ev.stop()
