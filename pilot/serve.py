@@ -74,6 +74,8 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     #: seconds to receive a body; a slower upload is cut with 408 (it would hold an in-flight slot)
     body_timeout_s: float = 30.0
+    #: seconds to receive a request's headers (408 after; uvicorn alone waits forever)
+    header_timeout_s: float = 10.0
     #: predict requests in progress at once (reading, decoding, inferring); beyond it: 503 at once, since
     #: an answer that waited in a queue is stale for a car that needs it now
     max_inflight: int = 16
@@ -85,8 +87,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.max_inflight < 1 or self.max_body_bytes < 1024 or self.watch_interval_s < 0:
             raise ValueError("max_batch and max_inflight must be >= 1, max_body_bytes >= 1024, watch_interval >= 0")
-        if not self.body_timeout_s > 0:
-            raise ValueError("body_timeout must be > 0")
+        if not (self.body_timeout_s > 0 and self.header_timeout_s > 0):
+            raise ValueError("body_timeout and header_timeout must be > 0")
 
 
 # --- the contract ---------------------------------------------------------------------------------
@@ -508,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-bytes", type=int, default=_env("RRP_MAX_BODY_BYTES", int, 8 * 1024 * 1024),
                    help="request body limit (RRP_MAX_BODY_BYTES)")
     p.add_argument("--body-timeout", type=float, default=30.0, help="seconds to receive a request body (408 after)")
+    p.add_argument("--header-timeout", type=float, default=10.0, help="seconds to receive request headers (408 after)")
     p.add_argument("--watch-interval", type=float, default=2.0,
                    help="seconds between looks at the model file for a new version (0: only POST /v1/reload)")
     p.add_argument("--token-env", default="RRP_TOKEN",
@@ -521,8 +524,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise ValueError("--model (or RRP_MODEL) is required")
     return Settings(model=Path(args.model), host=args.host, port=args.port, max_batch=args.max_batch,
                     max_inflight=args.max_inflight, max_body_bytes=args.max_body_bytes,
-                    body_timeout_s=args.body_timeout, token=os.environ.get(args.token_env) or None,
-                    watch_interval_s=args.watch_interval)
+                    body_timeout_s=args.body_timeout, header_timeout_s=args.header_timeout,
+                    token=os.environ.get(args.token_env) or None, watch_interval_s=args.watch_interval)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -534,9 +537,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import uvicorn
 
+    from game.slow_clients import header_deadline_protocol  # game's lazy __init__: no simulation imported
+
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level,
-                access_log=False, proxy_headers=False, timeout_keep_alive=75, timeout_graceful_shutdown=10)
+                access_log=False, proxy_headers=False, timeout_keep_alive=75, timeout_graceful_shutdown=10,
+                http=header_deadline_protocol(settings.header_timeout_s))
     return 0
 
 

@@ -315,6 +315,16 @@ def test_a_body_that_never_finishes_is_cut_with_408_and_frees_its_slot(model_dir
         server.stop()
 
 
+def test_headers_that_never_finish_are_cut_with_408(model_dir):
+    server = Server(model_dir, "--watch-interval", "0", "--header-timeout", "0.5")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+            s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Ty")
+            assert s.recv(4096).startswith(b"HTTP/1.1 408")
+    finally:
+        server.stop()
+
+
 # --- hot reload -------------------------------------------------------------------------------------
 
 
