@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
 from evaluator.controllers import ControllerSpec, make_controller
 from game import DEFAULT_TRACK, LapResult, Race, Track, bundled_tracks, load_bundled_track, load_track
@@ -26,8 +26,8 @@ class TrackData(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1, max_length=64)
-    width: float
-    points: tuple[tuple[float, float], ...] = Field(min_length=4, max_length=MAX_POINTS)
+    width: FiniteFloat
+    points: tuple[tuple[FiniteFloat, FiniteFloat], ...] = Field(min_length=4, max_length=MAX_POINTS)
     description: str = Field(default="", max_length=500)
 
     def to_track(self) -> Track:

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 from concurrent.futures import Executor
@@ -33,6 +34,7 @@ from ga.checkpoint import CheckpointError
 from ga.config import EvolutionConfig
 from ga.evolve import EvolutionState, initial_generation, next_generation
 from ga.executors import LocalExecutor
+from ga.fleet.errors import EvaluationError
 from ga.toolbox import make_statistics, make_toolbox
 from game import DEFAULT_TRACK, TrackError, load_track
 
@@ -49,6 +51,14 @@ COURSE_OPTIONS = ("population", "track", "controller", "hidden", "seed", "max_fr
 
 class UsageError(Exception):
     """Bad command-line input: reported as one line, exit status 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``docker stop``, a Job's deletion): stop as on Ctrl-C, checkpoint kept."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -310,6 +320,7 @@ def prepare(args: argparse.Namespace):
         if not run_dir.is_dir():
             raise UsageError(f"no run folder at {run_dir}")
         cp = checkpoint.load(run_dir / "checkpoint.json")
+        atomic.remove_leftovers(run_dir)  # half-written files of a killed run
         generations = args.generations or stored_generations(run_dir) or DEFAULT_GENERATIONS
         cp.restore_rng()
         baseline = pursuit_lap(cp.config.task.load_track())
@@ -336,6 +347,18 @@ def header(run: Run, state: EvolutionState | None, generations: int, baseline_la
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; SIGTERM is handled like Ctrl-C while it runs."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        return _main(argv)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     bar = Bar()
     run: Run | None = None
     executor: Executor | None = None
@@ -359,12 +382,13 @@ def main(argv: list[str] | None = None) -> int:
         executor = None
         finish(run, state, baseline_lap)
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         stop()
         resumable = run is not None and (run.dir / "checkpoint.json").exists()
         where = f"; resume with: python -m {PROG} --resume {run.dir}" if resumable else ""
-        print(f"{PROG}: interrupted{where}", file=sys.stderr)
-        return 130
+        terminated = isinstance(exc, Terminated)
+        print(f"{PROG}: {'terminated' if terminated else 'interrupted'}{where}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     except (UsageError, CheckpointError, TrackError) as exc:
         stop()
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -379,11 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: a worker process died ({exc}); resume with: python -m {PROG} --resume "
               f"{run.dir if run else 'RUN_DIR'}", file=sys.stderr)
         return 1
-    except Exception as exc:
+    except EvaluationError as exc:
         # The evaluator fleet failing for good (e.g. no pod reachable) is an operational error,
         # reported in one line like the others; anything else is a bug and keeps its traceback.
-        if type(exc).__module__ != "ga.http_executor":
-            raise
         stop()
         print(f"{PROG}: error: evaluation failed: {exc}", file=sys.stderr)
         return 1

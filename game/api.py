@@ -19,19 +19,23 @@ The server is up before the game loop, so a request during start-up gets a clean
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import json
 import threading
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
 from game import KEYS, Track, TrackError, bundled_tracks, load_bundled_track
 from game.app import GameError, GameRunner, NotReady
+from game.slow_clients import HEADER_TIMEOUT_S
 
 MAX_BODY = 64 * 1024
+BODY_TIMEOUT_S = 10.0
 MAX_STEPS = 25 * 600
 Key = Literal["forward", "back", "left", "right"]
 
@@ -67,8 +71,8 @@ class TrackIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=64)
-    width: float
-    points: list[tuple[float, float]] = Field(min_length=4, max_length=2000)
+    width: FiniteFloat
+    points: list[tuple[FiniteFloat, FiniteFloat]] = Field(min_length=4, max_length=2000)
     description: str = Field("", max_length=500)
 
 
@@ -133,48 +137,93 @@ def _keys(keys: KeyMap | list[str]) -> Any:
     return keys.model_dump() if isinstance(keys, KeyMap) else list(keys)
 
 
-class BodyLimit:
-    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413 (declared or streamed)."""
+class RequestGuard:
+    """ASGI middleware in front of every route: bearer token, body size and body time.
 
-    def __init__(self, app, limit: int = MAX_BODY):
+    - With a token, everything under ``/v1/`` needs ``Authorization: Bearer TOKEN`` (401);
+      ``/healthz``, ``/metrics`` and the API docs stay open for probes and scrapers.
+    - A declared ``Content-Length`` over ``limit`` is refused with 413 before a byte is read, and
+      the connection is closed so the client cannot make the server drain it.
+    - Otherwise the body is read here, whole, before any route runs: over ``limit`` -> 413 as soon
+      as it is exceeded (chunked uploads too), slower than ``body_timeout_s`` -> 408. A slow
+      client therefore never holds a worker thread or the game loop.
+    """
+
+    def __init__(self, app, limit: int = MAX_BODY, token: str | None = None, body_timeout_s: float | None = None):
         self.app = app
         self.limit = limit
+        self.token = token.encode() if token else None
+        self.body_timeout_s = BODY_TIMEOUT_S if body_timeout_s is None else body_timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if self.token is not None and scope["path"].startswith("/v1/") and not self._authorized(scope):
+            return await _reply(send, 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
+                                [(b"www-authenticate", b"Bearer")])
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                return await self._reject(send)
-        seen = 0
-
-        async def limited_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-
+                return await self._too_large(send, f"request body of {int(value)} bytes")
         try:
-            return await self.app(scope, limited_receive, send)
+            body = await asyncio.wait_for(self._read_body(receive), self.body_timeout_s)
         except _TooLarge:
-            return await self._reject(send)
+            return await self._too_large(send, "request body")
+        except _Disconnected:
+            return None
+        except TimeoutError:
+            return await _reply(send, 408, f"request body not received within {self.body_timeout_s:g} s",
+                                [(b"connection", b"close")])
+        delivered = False
 
-    async def _reject(self, send):
-        body = f'{{"detail":"request body too large (limit {self.limit} bytes)"}}'.encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        async def replay():
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the disconnect, as the server would
+
+        return await self.app(scope, replay, send)
+
+    def _authorized(self, scope) -> bool:
+        auth = dict(scope.get("headers", ())).get(b"authorization", b"")
+        scheme, _, token = auth.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.token)
+
+    async def _read_body(self, receive) -> bytes:
+        chunks, seen = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _too_large(self, send, what: str):
+        await _reply(send, 413, f"{what} too large (limit {self.limit} bytes)", [(b"connection", b"close")])
+
+
+async def _reply(send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class _TooLarge(Exception):
     pass
 
 
-def create_api(runner: GameRunner, *, allow_track_change: bool = True) -> FastAPI:
+class _Disconnected(Exception):
+    pass
+
+
+def create_api(runner: GameRunner, *, allow_track_change: bool = True, token: str | None = None) -> FastAPI:
     app = FastAPI(
         title="RallyRoboPilot game",
         version="1",
@@ -184,13 +233,13 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True) -> FastAP
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
-        errors = exc.errors()
-        parts = []
-        for e in errors:
-            loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
-            parts.append(f"{loc}: {e.get('msg')}")
+        # Only where and what: the offending input is not echoed (it may be NaN or Infinity, which
+        # JSON cannot carry, or simply large).
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg")), "type": str(e.get("type"))}
+                  for e in exc.errors()]
+        parts = [f"{'.'.join(p for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors]
         detail = "invalid request: " + "; ".join(parts) if parts else "invalid request"
-        return JSONResponse({"detail": detail, "errors": jsonable_encoder(errors)}, status_code=422)
+        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
 
     @app.exception_handler(GameError)
     async def _game_error(_: Request, exc: GameError):
@@ -209,7 +258,11 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True) -> FastAP
             return JSONResponse({"status": "stopped"}, status_code=503)
         if not runner.ready.is_set():
             return JSONResponse({"status": "starting"}, status_code=503, headers={"Retry-After": "1"})
-        return {"status": "ok", "mode": runner.mode, "frame": runner.frame, "track": runner.track.name}
+        body = {"status": "ok", "mode": runner.mode, "frame": runner.frame, "track": runner.track.name}
+        if runner.recorder is not None:  # recording trouble is reported, not fatal: the game plays on
+            s = runner.recorder.snapshot()
+            body["recorder"] = {k: s[k] for k in ("connected", "last_error", "written", "dropped", "session")}
+        return body
 
     @app.get("/v1/state", response_model=StateOut)
     def state():
@@ -217,9 +270,10 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True) -> FastAP
         return runner.snapshot()
 
     @app.post("/v1/controls", response_model=CommandOut)
-    def controls(body: ControlsIn):
+    def controls(body: ControlsIn, request: Request):
         need_ready()
-        return runner.submit_controls(_keys(body.keys), body.frame)
+        client = request.client.host if request.client else "unknown"
+        return runner.submit_controls(_keys(body.keys), body.frame, client=client)
 
     @app.get("/v1/controls/{cmd_id}", response_model=CommandOut)
     def command(cmd_id: int):
@@ -248,7 +302,7 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True) -> FastAP
             try:
                 track = load_bundled_track(body.track)
             except TrackError as exc:
-                raise GameError(f"{exc}; bundled tracks: {bundled_tracks()}", 422) from None
+                raise GameError(str(exc), 422) from None  # the message lists the bundled tracks
         elif body.track_data is not None:
             try:
                 track = Track.from_json(body.track_data.model_dump(), source="track_data")
@@ -282,18 +336,22 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True) -> FastAP
             lines.append(f"{name} {value:.17g}")
         return "\n".join(lines) + "\n"
 
-    return BodyLimit(app)  # type: ignore[return-value]
+    return RequestGuard(app, token=token)  # type: ignore[return-value]
 
 
 class ApiServer:
     """uvicorn in a daemon thread; ``start`` returns once the socket listens."""
 
-    def __init__(self, runner: GameRunner, host: str = "127.0.0.1", port: int = 8200, **api_kwargs):
+    def __init__(self, runner: GameRunner, host: str = "127.0.0.1", port: int = 8200, *,
+                 header_timeout_s: float = HEADER_TIMEOUT_S, **api_kwargs):
         import uvicorn
 
         self.app = create_api(runner, **api_kwargs)
+        from game.slow_clients import header_deadline_protocol
+
         self.config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", access_log=False,
-                                     lifespan="off", timeout_graceful_shutdown=2)
+                                     lifespan="off", timeout_graceful_shutdown=2,
+                                     http=header_deadline_protocol(header_timeout_s))
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="game-api", daemon=True)
 

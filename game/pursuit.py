@@ -9,6 +9,7 @@ valid track but drives the centre line, not a racing line, so a good controller 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -32,24 +33,27 @@ def corner_speeds(track: Track, safety: float = SAFETY) -> np.ndarray:
     return np.clip(P.MAX_SPEED * np.clip(usable, 0.0, 1.0) ** (2 / 3), 6.0, P.MAX_SPEED)
 
 
+STEER_DEADBAND = 0.03  # rad: the look-ahead point this far off the heading or less holds no steering key
+ACCELERATE_BELOW = 0.5  # m/s under the target speed: hold forward
+BRAKE_ABOVE = 1.0  # m/s over the target speed: hold back
+
+
 @njit(cache=True)
-def _pursue(state, cx, cy, arc, length, vmax, out):
+def _plan(x, y, heading, speed, arc, cx, cy, arc_table, length, vmax, out):
     n_samples = vmax.shape[0]
-    for i in range(state.shape[0]):
-        x, y, h, v = state[i, P.X], state[i, P.Y], state[i, P.HEADING], state[i, P.SPEED]
-        s = state[i, P.ARC] - length * math.floor(state[i, P.ARC] / length)
+    for i in range(x.shape[0]):
+        v = speed[i]
+        s = arc[i] - length * math.floor(arc[i] / length)
         look = s + 4.0 + 0.3 * abs(v)
         look -= length * math.floor(look / length)
-        j = min(n_samples - 1, np.searchsorted(arc, look) - 1)
-        f = (look - arc[j]) / (arc[j + 1] - arc[j])
+        j = min(n_samples - 1, np.searchsorted(arc_table, look) - 1)
+        f = (look - arc_table[j]) / (arc_table[j + 1] - arc_table[j])
         tx = cx[j] + f * (cx[j + 1] - cx[j])
         ty = cy[j] + f * (cy[j + 1] - cy[j])
-        alpha = math.atan2(ty - y, tx - x) - h
-        alpha = (alpha + math.pi) % (2.0 * math.pi) - math.pi
-        out[i, 2] = alpha > 0.03
-        out[i, 3] = alpha < -0.03
+        alpha = math.atan2(ty - y[i], tx - x[i]) - heading[i]
+        out[i, 0] = (alpha + math.pi) % (2.0 * math.pi) - math.pi
 
-        k0 = min(n_samples - 1, np.searchsorted(arc, s))
+        k0 = min(n_samples - 1, np.searchsorted(arc_table, s))
         horizon = int(v * v / (2.0 * BRAKE_PLAN)) + 10
         target = P.MAX_SPEED
         for k in range(horizon):
@@ -57,8 +61,14 @@ def _pursue(state, cx, cy, arc, length, vmax, out):
             allowed = math.sqrt(a * a + 2.0 * BRAKE_PLAN * k)
             if allowed < target:
                 target = allowed
-        out[i, 0] = v < target - 0.5
-        out[i, 1] = v > target + 1.0
+        out[i, 1] = target
+
+
+class Plan(NamedTuple):
+    """What the pursuit driver wants for each car, before it is turned into keys."""
+
+    alpha: np.ndarray  # rad, from the heading to the look-ahead point, positive = left
+    target_speed: np.ndarray  # m/s, the fastest speed that still brakes in time for every curve ahead
 
 
 class PursuitDriver:
@@ -72,7 +82,19 @@ class PursuitDriver:
         self._arc = np.ascontiguousarray(track.arc)
         self._vmax = corner_speeds(track, safety)
 
+    def plan(self, x, y, heading, speed, arc) -> Plan:
+        """The steering angle and target speed for cars at these poses (arrays of one length).
+
+        ``arc`` is each car's position along the centre line in metres (any whole number of laps
+        added); this is all the driver looks at, so it also labels poses no race has reached.
+        """
+        arrays = [np.ascontiguousarray(np.atleast_1d(a), dtype=np.float64) for a in (x, y, heading, speed, arc)]
+        out = np.empty((arrays[0].shape[0], 2))
+        _plan(*arrays, self._cx, self._cy, self._arc, self.track.length, self._vmax, out)
+        return Plan(out[:, 0], out[:, 1])
+
     def act(self, race: Race) -> np.ndarray:
-        out = np.zeros((race.n_cars, 4), dtype=np.bool_)
-        _pursue(race._state, self._cx, self._cy, self._arc, self.track.length, self._vmax, out)
-        return out
+        state = race.state
+        alpha, target = self.plan(state.x, state.y, state.heading, state.speed, race.arc)
+        return np.stack([state.speed < target - ACCELERATE_BELOW, state.speed > target + BRAKE_ABOVE,
+                         alpha > STEER_DEADBAND, alpha < -STEER_DEADBAND], axis=1)

@@ -246,6 +246,11 @@ class UrsinaRenderer:
             for v, t, c in (road_mesh_data(track), wall_mesh_data(track.left_wall),
                             wall_mesh_data(track.right_wall), scenery_mesh_data(track))
         ]
+        # A fixed drawing order (ground, road, walls, then the car): far away the road lies within the depth
+        # buffer's precision of the grass, and Panda3D's default bin orders by render-state address, which
+        # differs between processes; a fixed order makes the same pose the same image in every process.
+        for order, entity in enumerate([self._track_entities[3], *self._track_entities[:3]]):
+            entity.setBin("fixed", order)
 
     def _build_car(self) -> None:
         from ursina import Entity, color
@@ -258,6 +263,7 @@ class UrsinaRenderer:
             for sz in (-1.35, 1.35):
                 Entity(parent=car, model="cube", color=color.rgb(0.05, 0.05, 0.05), scale=(0.35, 0.7, 0.75),
                        position=(sx * 0.95, 0.35, sz))
+        car.setBin("fixed", 10)
         self.car = car
 
     def _build_hud(self, enabled: bool) -> None:

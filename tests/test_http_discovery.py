@@ -71,7 +71,7 @@ def test_dns_discovery_drives_a_real_evaluator():
     (ev,) = start_evaluators(1)
     try:
         gs = genomes(8)
-        with HttpExecutor.from_spec(f"dns://localhost:{ev.port}") as ex:
+        with HttpExecutor(f"dns://localhost:{ev.port}") as ex:
             assert list(ex.map(TASK, gs)) == TASK.evaluate_batch(gs)
             assert ex.stats()["endpoints"][f"http://127.0.0.1:{ev.port}"]["completed"] == len(gs)
     finally:

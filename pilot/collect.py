@@ -1,0 +1,277 @@
+"""Collect labelled camera frames for the vision pilot into Redis Streams, as fast as the renderer goes.
+
+    python -m pilot.collect --redis redis://localhost:6379/0 --run r0 \\
+        --tracks circuit,hairpins,oval,rally,random-0..35 --episodes 200 --frames 300 --workers 2
+    python -m pilot.collect ... --run r1 --model models/r0 --dagger 0.7      # a DAgger round
+
+A run is a list of episodes, each a pure function of (run seed, episode index): which track, where the
+car starts (the start line, or anywhere on the road at any speed), how much steering noise, and who
+drives (the pursuit expert with noise, or the current model for DAgger). The expert labels every frame
+with its steering and target speed whoever drives, so the data shows how to recover from the mistakes
+the noise and the model make. The same run gives the same frames on one process or many, on one pod
+or several (``--shard I --shards K``, or a Kubernetes indexed Job's ``JOB_COMPLETION_INDEX``).
+
+Frames come from the game's own renderer (``game.scene.UrsinaRenderer``, offscreen, no HUD) drawn
+straight from the simulated pose, not from the 25 FPS game loop. Panda3D allows one renderer per
+process, so parallelism is processes. Each finished episode is one stream in the recorder's layout
+(``{prefix}:frames:{run}-{episode}``, PNG images, lossless so training sees what driving sees) plus
+its metadata in ``{prefix}:sessions``, written last, so a listed episode is a complete episode.
+``python -m pilot.dataset export`` turns a run into a dataset on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from typing import Any
+
+import numpy as np
+
+from pilot.tracks import BUNDLED, parse_tracks
+
+RESTART_SHARE = 0.75  # episodes that start anywhere on the road instead of the start line
+MAX_NOISE = 0.6  # steering noise (in steering units, OU process) of the noisiest episodes
+SWERVE_RATE = 0.01  # per frame: a sudden full-lock swerve of a few frames
+
+
+@dataclass(frozen=True)
+class Episode:
+    """Everything that decides one episode's frames."""
+
+    run: str
+    index: int
+    track: str
+    seed: int
+    frames: int
+    driver: str  # "expert" (with noise) or "model" (DAgger: the model drives, the expert labels)
+    restart: bool
+    noise: float
+    speed_factor: float  # the noisy expert aims at this share of its own target speed
+    delay: int  # frames the model's image is late (DAgger episodes)
+
+    @property
+    def session(self) -> str:
+        return f"{self.run}-{self.index:05d}"
+
+
+def plan_run(run: str, tracks: list[str], episodes: int, frames: int, seed: int = 0, dagger: float = 0.0,
+             max_delay: int = 2) -> list[Episode]:
+    """The episodes of a run; episode ``i`` drives on ``tracks[i % len(tracks)]``."""
+    out = []
+    for i in range(episodes):
+        rng = np.random.default_rng([seed, i])
+        model = bool(rng.random() < dagger)
+        out.append(Episode(run=run, index=i, track=tracks[i % len(tracks)], seed=int(rng.integers(2**31)),
+                           frames=frames, driver="model" if model else "expert",
+                           restart=bool(rng.random() < RESTART_SHARE), noise=float(rng.uniform(0.0, MAX_NOISE)),
+                           speed_factor=float(rng.uniform(0.8, 1.1)),
+                           delay=int(rng.integers(0, max_delay + 1)) if model else 0))
+    return out
+
+
+def drive_episode(renderer: Any, episode: Episode, model: Any = None) -> dict[str, np.ndarray]:
+    """Drive one episode and return its frames and labels (arrays with one row per frame)."""
+    from game import Race
+    from pilot.expert import PursuitExpert
+    from pilot.runtime import keys_from
+    from pilot.tracks import track_by_name
+
+    track = track_by_name(episode.track)
+    if renderer.track is not track:
+        renderer.set_track(track)
+    expert = PursuitExpert(track)
+    rng = np.random.default_rng(episode.seed)
+    race = Race(track, 1, continuous=True)
+    if episode.restart:
+        race.place(0, *random_pose(track, rng))
+    rows: dict[str, list] = {k: [] for k in ("image", "steering", "target_speed", "speed", "keys", "x", "y",
+                                             "heading", "rays", "contacts")}
+    noise, swerve, swerve_left = 0.0, 0, 0.0
+    history: list[np.ndarray] = []
+    for _ in range(episode.frames):
+        st = race.state
+        renderer.draw({"car": {"x": float(st.x[0]), "y": float(st.y[0]), "heading": float(st.heading[0])}})
+        image = renderer.capture()
+        steering, target = expert.label(st.x, st.y, st.heading, st.speed)
+        if episode.driver == "model":
+            history = (history + [image])[-(episode.delay + 1):]
+            p = model.predict(history[0][None], st.speed)
+            drive_steer, drive_target = p.steering, p.target_speed
+        else:
+            noise += -0.1 * noise + episode.noise * math.sqrt(0.2) * rng.standard_normal()
+            if swerve == 0 and rng.random() < SWERVE_RATE * episode.noise / MAX_NOISE:
+                swerve, swerve_left = int(rng.integers(4, 13)), float(rng.choice([-1.0, 1.0]))
+            drive_steer = np.array([swerve_left]) if swerve else steering + noise
+            swerve = max(0, swerve - 1)
+            drive_target = target * episode.speed_factor
+        keys = keys_from(drive_steer, drive_target, st.speed)
+        for name, value in (("image", image), ("steering", steering[0]), ("target_speed", target[0]),
+                            ("speed", st.speed[0]), ("keys", keys[0]), ("x", st.x[0]), ("y", st.y[0]),
+                            ("heading", st.heading[0]), ("rays", race.observation.rays[0]),
+                            ("contacts", race.lap.collisions[0])):
+            rows[name].append(value)
+        race.step(keys)
+    return {k: np.asarray(v) for k, v in rows.items()}
+
+
+def random_pose(track: Any, rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """Anywhere on the road, heading roughly along it, at any speed (x, y, heading, speed)."""
+    i = int(rng.integers(len(track.centerline)))
+    (cx, cy), (tx, ty) = track.centerline[i], track.tangents[i]
+    side = rng.uniform(-1.0, 1.0) * (track.width / 2 - 2.0)
+    heading = math.atan2(ty, tx) + float(np.clip(rng.normal(0.0, 0.25), -0.6, 0.6))
+    return float(cx - ty * side), float(cy + tx * side), heading, float(rng.uniform(0.0, 45.0))
+
+
+# -- writing to Redis ---------------------------------------------------------------------------------
+def write_episode(client: Any, episode: Episode, frames: dict[str, np.ndarray], prefix: str = "rrp") -> None:
+    """One stream entry per frame in the recorder's layout, then the episode's metadata (the 'done' mark)."""
+    from game.recorder import KEYS, encode_image, sessions_key, stream_key
+
+    key = stream_key(episode.session, prefix)
+    client.delete(key)  # a re-run of an episode replaces it
+    height, width = frames["image"].shape[1:3]
+    pipe = client.pipeline(transaction=False)
+    for i in range(len(frames["image"])):
+        pipe.xadd(key, {
+            "session": episode.session, "frame": i, "image": encode_image(frames["image"][i], "png"),
+            "format": "png", "width": width, "height": height, "track": episode.track,
+            "episode": episode.index, "controls": json.dumps(dict(zip(KEYS, map(bool, frames["keys"][i]),
+                                                                       strict=True))),
+            "rays": json.dumps([round(float(r), 3) for r in frames["rays"][i]]),
+            **{k: repr(float(frames[k][i])) for k in ("steering", "target_speed", "speed", "x", "y", "heading")},
+        })
+        if len(pipe) >= 100:
+            pipe.execute()
+    pipe.execute()
+    meta = {**asdict(episode), "session": episode.session, "format": "png", "width": int(width),
+            "height": int(height), "wall_contacts": int(frames["contacts"][-1]), "written": time.time()}
+    client.hset(sessions_key(prefix), episode.session, json.dumps(meta))
+
+
+# -- one worker process -------------------------------------------------------------------------------
+_worker: dict[str, Any] = {}
+
+
+def _collect_one(episode: Episode, redis_url: str, prefix: str, size: tuple[int, int],
+                 model_path: str | None) -> dict[str, Any]:
+    """Runs in a worker process: one renderer (and model) per process, reused for every episode."""
+    import redis
+
+    from pilot.tracks import track_by_name
+
+    if "renderer" not in _worker:
+        from game.scene import UrsinaRenderer
+
+        _worker["renderer"] = UrsinaRenderer(track_by_name(episode.track), headless=True, frame_size=size,
+                                             hud=False)
+        _worker["redis"] = redis.Redis.from_url(redis_url, socket_timeout=30)
+        if model_path:
+            from pilot.runtime import PilotModel
+
+            _worker["model"] = PilotModel.load(model_path)
+    t0 = time.perf_counter()
+    frames = drive_episode(_worker["renderer"], episode, _worker.get("model"))
+    t1 = time.perf_counter()
+    write_episode(_worker["redis"], episode, frames, prefix)
+    return {"episode": episode.index, "frames": len(frames["image"]), "drive_s": t1 - t0,
+            "total_s": time.perf_counter() - t0, "pid": os.getpid()}
+
+
+def collect(episodes: list[Episode], redis_url: str, *, workers: int = 1, prefix: str = "rrp",
+            size: tuple[int, int] = (96, 72), model_path: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Drive and record ``episodes`` in ``workers`` processes; returns rates for the report."""
+    from tqdm import tqdm
+
+    # episodes of one track run back to back, so a worker rarely rebuilds its scene
+    ordered = sorted(episodes, key=lambda e: (e.track, e.index))
+    t0 = time.perf_counter()
+    done: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool, \
+            tqdm(total=sum(e.frames for e in episodes), unit="frame", disable=not progress) as bar:
+        futures = [pool.submit(_collect_one, e, redis_url, prefix, size, model_path) for e in ordered]
+        for future in as_completed(futures):
+            done.append(future.result())
+            bar.update(done[-1]["frames"])
+    wall = time.perf_counter() - t0
+    frames = sum(d["frames"] for d in done)
+    busy = sum(d["total_s"] for d in done)
+    return {"episodes": len(done), "frames": frames, "wall_s": round(wall, 2), "workers": workers,
+            "frames_per_s": round(frames / wall, 1),
+            "frames_per_s_per_process": round(frames / busy, 1) if busy else None}
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 96x72, got {text!r}") from None
+    if not (16 <= w <= 640 and 16 <= h <= 480):
+        raise argparse.ArgumentTypeError(f"size {w}x{h} is outside 16x16..640x480")
+    return w, h
+
+
+def main(argv: list[str] | None = None) -> int:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="python -m pilot.collect", description=__doc__.split("\n")[0])
+    p.add_argument("--redis", default=env("RRP_REDIS", "redis://localhost:6379/0"), help="Redis URL (env RRP_REDIS)")
+    p.add_argument("--run", default=env("RRP_PILOT_RUN", "r0"), help="run name: episodes are streams RUN-00000...")
+    p.add_argument("--tracks", default=env("RRP_PILOT_TRACKS", BUNDLED + ",random-0..35"),
+                   help="comma list of bundled names, JSON paths, random-SEED or random-A..B")
+    p.add_argument("--episodes", type=int, default=int(env("RRP_PILOT_EPISODES", "200")))
+    p.add_argument("--frames", type=int, default=int(env("RRP_PILOT_FRAMES", "300")), help="frames per episode")
+    p.add_argument("--workers", type=int, default=int(env("RRP_PILOT_WORKERS", str(os.cpu_count() or 1))),
+                   help="local renderer processes")
+    p.add_argument("--seed", type=int, default=int(env("RRP_PILOT_SEED", "0")))
+    p.add_argument("--size", type=_size, default=_size(env("RRP_PILOT_SIZE", "96x72")), help="frame WIDTHxHEIGHT")
+    p.add_argument("--model", default=env("RRP_PILOT_MODEL") or None,
+                   help="a trained model (folder or model.onnx) that drives the DAgger episodes")
+    p.add_argument("--dagger", type=float, default=float(env("RRP_PILOT_DAGGER", "0.7")),
+                   help="share of episodes the model drives when --model is given")
+    p.add_argument("--shard", type=int, default=int(env("RRP_PILOT_SHARD", env("JOB_COMPLETION_INDEX", "0"))),
+                   help="this pod's share of the run (env RRP_PILOT_SHARD or JOB_COMPLETION_INDEX)")
+    p.add_argument("--shards", type=int, default=int(env("RRP_PILOT_SHARDS", "1")), help="pods sharing the run")
+    p.add_argument("--prefix", default=env("RRP_PREFIX", "rrp"), help="Redis key prefix")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    try:
+        if args.episodes < 1 or args.frames < 1 or args.workers < 1:
+            raise ValueError("--episodes, --frames and --workers must be positive")
+        if not 0 <= args.shard < args.shards:
+            raise ValueError(f"--shard {args.shard} is not in 0..{args.shards - 1}")
+        if not 0.0 <= args.dagger <= 1.0:
+            raise ValueError("--dagger is a share between 0 and 1")
+        tracks = parse_tracks(args.tracks)
+        from pilot.tracks import track_by_name
+
+        for name in dict.fromkeys(tracks):
+            track_by_name(name)  # a bad name fails here, with the loader's message, not in a worker
+        if args.model:
+            from pilot.runtime import PilotModel
+
+            if PilotModel.load(args.model).input_size != args.size:
+                raise ValueError(f"--model {args.model} takes another image size than --size {args.size}")
+        episodes = plan_run(args.run, tracks, args.episodes, args.frames, args.seed,
+                            args.dagger if args.model else 0.0)
+        episodes = [e for e in episodes if e.index % args.shards == args.shard]
+        import redis
+
+        redis.Redis.from_url(args.redis, socket_connect_timeout=5).ping()
+    except Exception as exc:  # noqa: BLE001 - CLI: one clear line
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = collect(episodes, args.redis, workers=args.workers, prefix=args.prefix, size=args.size,
+                     model_path=args.model, progress=not args.quiet)
+    print(json.dumps({"run": args.run, "shard": args.shard, "shards": args.shards, **report}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
