@@ -3,7 +3,7 @@
 # podman-compose (2 evaluators, Redis, the headless game, a short GA), then checks that
 #   1. the GA across the evaluator containers writes a best.json byte-identical to the local
 #      executor's run of the same configuration (same image, `--workers 2`, no HTTP);
-#   2. the game's camera frames reach the Redis stream;
+#   2. the game's camera frames reach the Redis stream, and its published port answers;
 #   3. every container runs as non-root on a read-only root filesystem;
 # and tears everything down, also on failure. A container that exits, restarts or never turns
 # healthy fails the stage with its log. Needs root (rootful podman) and podman-compose on PATH.
@@ -12,6 +12,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tools/containers/lib.sh
+
+fail() { echo "container stage FAILED: $*" >&2; exit 1; }
+for tool in podman podman-compose debootstrap; do
+    command -v "$tool" >/dev/null || fail "$tool not found (README: \"built and run with podman\")"
+done
+[ "$(id -u)" = 0 ] || fail "needs root: the stage runs rootful podman"
 
 PROJECT="${RRP_STAGE_PROJECT:-rrp-stage}"
 HEALTH_TIMEOUT="${RRP_STAGE_HEALTH_TIMEOUT:-300}"
@@ -25,7 +31,6 @@ export RRP_GAME_PORT
 compose=(podman-compose -p "$PROJECT" -f docker-compose.yml -f tools/containers/compose.podman.yml)
 work="$(mktemp -d)"
 
-fail() { echo "container stage FAILED: $*" >&2; exit 1; }
 containers() { podman ps -a --filter "label=io.podman.compose.project=$PROJECT" --format '{{.Names}}' | sort; }
 teardown() {
     local rc=$?
@@ -91,7 +96,7 @@ cmp "$work/compose.json" "$work/local.json" >&2 \
 echo "check: best.json from the compose GA == local executor's, byte for byte" \
      "(sha256 $(sha256sum <"$work/compose.json" | cut -c1-16), $(wc -c <"$work/compose.json") bytes)"
 
-# --- check 2: frames in Redis ----------------------------------------------------------------------
+# --- check 2: frames in Redis, the game reachable from the host ----------------------------------------------------------------------
 redis="$(containers | grep '_redis_')"
 frames=0
 for key in $(podman exec "$redis" redis-cli --scan --pattern '*:frames:*'); do
@@ -99,6 +104,9 @@ for key in $(podman exec "$redis" redis-cli --scan --pattern '*:frames:*'); do
 done
 [ "$frames" -gt 0 ] || fail "no camera frames in Redis"
 echo "check: $frames camera frames in Redis"
+python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())" \
+    "http://127.0.0.1:$RRP_GAME_PORT/healthz" >"$work/game.json" || fail "the game's published port does not answer"
+echo "check: the game answers on its published port $RRP_GAME_PORT: $(cat "$work/game.json")"
 
 # --- check 3: non-root on a read-only root, seen from inside each container --------------------------
 for c in $(containers); do
