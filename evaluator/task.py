@@ -102,9 +102,12 @@ class EvaluationTask(BaseModel):
         return load_track(self.track)
 
     def load_track_for_network(self) -> Track:
-        """The track for a task that arrived over the network: never read a path from this disk."""
+        """The track for a task that arrived over the network: never read a path from this disk.
+
+        Built afresh: the caller (an evaluator worker) caches it within its byte budget, and a second,
+        separate cache here would keep other large tracks alive beside it."""
         if isinstance(self.track, TrackData):
-            return self.track.to_track()
+            return _track_from_data.__wrapped__(self.track)
         return load_bundled_track(self.track)
 
     def resolved(self) -> EvaluationTask:
@@ -157,8 +160,10 @@ class EvaluationTask(BaseModel):
         return self.evaluate_batch([genome])[0]
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=4)
 def _track_from_data(data: TrackData) -> Track:
+    """Built once per inline track; few are kept, as a track may hold up to 64 MB of grid (the
+    evaluator's workers keep theirs in a cache bounded in bytes)."""
     doc = {"name": data.name, "width": data.width, "points": [list(p) for p in data.points],
            "description": data.description}
     return Track.from_json(doc, source=f"inline track '{data.name}'")
