@@ -63,8 +63,9 @@ RUN pip install --no-deps . \
     && python -c "import game, evaluator, ga, pilot"
 
 # builder-pilot: the serving image's venv from scratch: the web stack and numpy from the project's
-# dependencies plus the `pilot` extra (onnxruntime, Pillow), and the `pilot` package alone; no numba,
-# no simulation, no OpenGL, no training framework.
+# dependencies plus the `pilot` extra (onnxruntime, Pillow), and the `pilot` package (with `game`'s
+# sources for its HTTP header deadline; game's lazy __init__ imports no simulation); no numba, no
+# OpenGL, no training framework.
 FROM base AS builder-pilot
 RUN python -m venv /opt/venv
 WORKDIR /src
@@ -72,9 +73,10 @@ COPY pyproject.toml ./
 RUN python -c "import re, tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']; serve = {'numpy', 'pydantic', 'fastapi', 'uvicorn', 'orjson', 'prometheus-client', 'httptools', 'uvloop', 'sniffio'}; print('\n'.join([r for r in d['dependencies'] if re.split('[<>=!~ ;\\[]', r)[0] in serve] + d['optional-dependencies']['pilot']))" > /tmp/requirements-pilot.txt \
     && pip install -r /tmp/requirements-pilot.txt
 COPY README.md ./
+COPY game ./game
 COPY pilot ./pilot
 RUN pip install --no-deps . \
-    && python -c "import pilot.serve"
+    && python -c "import pilot.serve, game.slow_clients"
 
 # ---------------------------------------------------------------------------------------------
 # game: headless Ursina renders offscreen through EGL and Mesa's software rasteriser.

@@ -24,6 +24,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
@@ -148,6 +149,10 @@ def _bundled() -> tuple[str, ...]:
 
 _TASKS: OrderedDict[str, tuple[EvaluationTask, Any]] = OrderedDict()
 _TASK_CACHE_SIZE = 16
+TASK_CACHE_BYTES = 256 * 1024 * 1024
+"""What a worker's cached tracks may hold (``Track.memory_bytes``: their grids, up to 64 MB each); the
+least recently used go first, the task in use always stays. With the 16-entry limit alone, 16 of the
+largest accepted tracks would keep a gigabyte per worker."""
 
 
 def _worker_task(task_json: str) -> tuple[EvaluationTask, Any]:
@@ -158,11 +163,15 @@ def _worker_task(task_json: str) -> tuple[EvaluationTask, Any]:
         # a track name from the network is looked up among the bundled tracks only, never as a path
         entry = (task, task.load_track_for_network())
         _TASKS[task_json] = entry
-        while len(_TASKS) > _TASK_CACHE_SIZE:
+        while len(_TASKS) > 1 and (len(_TASKS) > _TASK_CACHE_SIZE or _cached_bytes() > TASK_CACHE_BYTES):
             _TASKS.popitem(last=False)
     else:
         _TASKS.move_to_end(task_json)
     return entry
+
+
+def _cached_bytes() -> int:
+    return sum(track.memory_bytes for _, track in _TASKS.values())
 
 
 def worker_evaluate(task_json: str, genomes: Sequence[Sequence[float]], races: Sequence[int]) -> list[dict]:
@@ -218,6 +227,8 @@ class _Metrics:
         self.workers = prom.Gauge("rrp_workers", "Worker processes", registry=r)
         self.inflight = prom.Gauge("rrp_inflight_requests", "Evaluation requests taken", registry=r)
         self.capacity = prom.Gauge("rrp_capacity", "Evaluation requests taken at once", registry=r)
+        self.frozen = prom.Gauge("rrp_workers_replaced_frozen",
+                                 "Worker processes killed and replaced for missing heartbeats", registry=r)
         self.latency = prom.Histogram(
             "rrp_evaluation_seconds",
             "Time to evaluate one request (queue for a worker + simulation)",
@@ -238,9 +249,22 @@ class WorkerFailed(RuntimeError):
         self.kind = kind
 
 
-def _worker_main(conn) -> None:
+HEARTBEAT_S = 0.5
+
+
+def _heartbeat(beat) -> None:
+    """Stamp the shared clock twice a second: a worker that stops stamping is frozen (SIGSTOP, a
+    stuck native call, swapped out), whatever its pipe says."""
+    while True:
+        beat.value = time.monotonic()
+        time.sleep(HEARTBEAT_S)
+
+
+def _worker_main(conn, beat=None) -> None:
     """A worker process: answer ``(job_id, task_json, genomes, races)`` messages until ``None`` or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's business
+    if beat is not None:
+        threading.Thread(target=_heartbeat, args=(beat,), name="heartbeat", daemon=True).start()
     while True:
         try:
             message = conn.recv()
@@ -262,10 +286,15 @@ def _worker_main(conn) -> None:
             return
 
 
+class WorkerFrozen(WorkerDied):
+    """The worker process running a job stopped sending heartbeats; it was killed and replaced."""
+
+
 class _Worker:
-    def __init__(self, process, conn) -> None:
+    def __init__(self, process, conn, beat) -> None:
         self.process = process
         self.conn = conn
+        self.beat = beat
         self.job: tuple[int, asyncio.Future] | None = None
         self.ready = False
 
@@ -280,8 +309,11 @@ class WorkerPool:
     simulation, and warm up (numba, tracks) before taking jobs.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, stall_timeout_s: float = 10.0) -> None:
         self.size = size
+        self.stall_timeout_s = stall_timeout_s
+        self.frozen = 0  # workers killed and replaced for missing heartbeats
+        self._watchdog: asyncio.Task | None = None
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(["numpy", "game", "evaluator", "evaluator.service"])
         self._workers: list[_Worker] = []
@@ -303,14 +335,32 @@ class WorkerPool:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._watchdog = self._loop.create_task(self._watch())
         await asyncio.gather(*(self._spawn() for _ in range(self.size)))
+
+    async def _watch(self) -> None:
+        """Every second: a warm worker whose heartbeat is older than ``stall_timeout_s`` is frozen. Its
+        job fails at once (the caller retries elsewhere) and a new worker takes its place."""
+        while not self._closing:
+            await asyncio.sleep(min(1.0, self.stall_timeout_s / 4))
+            now = time.monotonic()
+            for worker in list(self._workers):
+                silent = now - worker.beat.value
+                if worker.ready and silent > self.stall_timeout_s and worker.process.is_alive():
+                    self.frozen += 1
+                    log.error("worker process %s sent no heartbeat for %.1f s: killing and replacing it",
+                              worker.process.pid, silent)
+                    worker.process.kill()
+                    self._lost(worker, WorkerFrozen(
+                        f"the worker process froze (no heartbeat for {silent:.0f} s) and was replaced; retry"))
 
     async def _spawn(self) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(target=_worker_main, args=(child,), daemon=True, name="rrp-worker")
+        beat = self._ctx.Value("d", time.monotonic(), lock=False)
+        process = self._ctx.Process(target=_worker_main, args=(child, beat), daemon=True, name="rrp-worker")
         await asyncio.to_thread(process.start)
         child.close()
-        worker = _Worker(process, parent)
+        worker = _Worker(process, parent, beat)
         self._workers.append(worker)
         assert self._loop is not None
         self._loop.add_reader(parent.fileno(), self._on_readable, worker)
@@ -381,8 +431,8 @@ class WorkerPool:
                 current[1].set_exception(WorkerFailed(*payload))
         self._release(worker)
 
-    def _lost(self, worker: _Worker) -> None:
-        """The worker's pipe closed: it died. Fail its job and start a replacement."""
+    def _lost(self, worker: _Worker, error: WorkerDied | None = None) -> None:
+        """The worker's pipe closed (it died) or it froze: fail its job and start a replacement."""
         if worker not in self._workers:
             return
         self._workers.remove(worker)
@@ -396,7 +446,7 @@ class WorkerPool:
             _, future = worker.job
             worker.job = None
             if not future.done():
-                future.set_exception(WorkerDied("the worker process died"))
+                future.set_exception(error or WorkerDied("the worker process died"))
         if worker.process.is_alive():  # a broken pipe to a live worker: end it, it is lost anyway
             worker.process.kill()
         worker.process.join(1)
@@ -408,6 +458,8 @@ class WorkerPool:
 
     async def stop(self) -> None:
         self._closing = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for task in self._respawning:
             task.cancel()
         for *_, future in self._queue:
@@ -433,10 +485,12 @@ class ServiceState:
         self.metrics.workers.set(settings.workers)
         self.metrics.capacity.set(settings.capacity)
         self.inflight = 0
+        self.reading = 0  # request bodies being received (before a capacity slot)
         self.ready = False
-        self.pool = WorkerPool(settings.workers)
+        self.pool = WorkerPool(settings.workers, settings.stall_timeout_s)
         # read when scraped, not written on every request
         self.metrics.busy.set_function(lambda: self.pool.running)
+        self.metrics.frozen.set_function(lambda: self.pool.frozen)
         self.metrics.inflight.set_function(lambda: self.inflight)
         self._start_task: asyncio.Task | None = None
 
@@ -464,6 +518,9 @@ class ServiceState:
             raise ApiError(503, None, "evaluator is starting or stopping", self.retry_headers())
         try:
             return await self.pool.submit(task_json, genomes, races)
+        except WorkerFrozen as exc:
+            self.metrics.errors.labels("worker_frozen").inc()
+            raise ApiError(503, None, str(exc), self.retry_headers()) from None
         except WorkerDied:
             self.metrics.errors.labels("worker_died").inc()
             raise ApiError(503, None, "the worker process died; retry", self.retry_headers()) from None
@@ -500,9 +557,9 @@ class EvaluationGuard:
     """Pure ASGI middleware for ``POST /v1/evaluations``.
 
     In this order: bearer token (401), declared ``Content-Length`` over the limit (413, nothing read),
-    capacity (503 + ``Retry-After``), then the body is read up to the limit (413 as soon as it is
-    exceeded, for chunked uploads) and answered by :func:`evaluate_body`.  The in-flight count covers
-    the request until its response is sent.
+    the body read up to the limit (413 as soon as it is exceeded, for chunked uploads) within
+    ``body_timeout_s`` (408), then capacity (503 + ``Retry-After``) and :func:`evaluate_body`.  The
+    in-flight count covers the request from its complete body until its response is sent.
     """
 
     def __init__(self, app, state: ServiceState) -> None:
@@ -550,6 +607,33 @@ class EvaluationGuard:
                 )
                 return
 
+        # The body is read before a capacity slot is taken, within body_timeout_s: a slow or
+        # never-ending upload holds a read slot (many more of them than capacity) and then a 408,
+        # never a slot that evaluations need.
+        if state.reading >= settings.capacity * READS_PER_SLOT:
+            errors.labels("overloaded").inc()
+            await _send_json(send, 503, _error_body(None, f"evaluator busy: {state.reading} uploads in progress; "
+                                                    f"retry after {settings.retry_after_s} s"),
+                             state.retry_headers())
+            return
+        state.reading += 1
+        try:
+            body = await asyncio.wait_for(_read_body(receive, limit), settings.body_timeout_s)
+        except _BodyTooLarge:
+            errors.labels("too_large").inc()
+            await _send_json(send, 413, _error_body("body", f"request body exceeds the limit of {limit} bytes"),
+                             {"Connection": "close"})
+            return
+        except _ClientGone:
+            return
+        except TimeoutError:
+            errors.labels("slow_body").inc()
+            await _send_json(send, 408, _error_body("body", f"request body not received within "
+                                                    f"{settings.body_timeout_s:g} s"), {"Connection": "close"})
+            return
+        finally:
+            state.reading -= 1
+
         if state.inflight >= settings.capacity:
             errors.labels("overloaded").inc()
             await _send_json(
@@ -566,32 +650,41 @@ class EvaluationGuard:
 
         state.inflight += 1
         try:
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    errors.labels("too_large").inc()
-                    await _send_json(
-                        send,
-                        413,
-                        _error_body("body", f"request body exceeds the limit of {limit} bytes"),
-                        {"Connection": "close"},
-                    )
-                    return
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
-            body = b"".join(chunks)
-            chunks.clear()
             response = await evaluate_body(state, body)
+            del body
             await response(scope, receive, send)
         finally:
             state.inflight -= 1
+
+
+READS_PER_SLOT = 4
+"""Uploads read at once per capacity slot: enough that slow clients never starve the others, few
+enough that buffered bodies stay bounded (capacity x 4 x max_body_bytes)."""
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _ClientGone(Exception):
+    pass
+
+
+async def _read_body(receive, limit: int) -> bytes:
+    """The whole body, refused as soon as it passes ``limit`` (chunked uploads declare no length)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -727,7 +820,10 @@ def create_app(settings: Settings | None = None) -> EvaluationGuard:
 
     @app.get("/healthz")
     async def healthz() -> dict:
-        return {"status": "ok"}
+        # The event loop answers; the workers' own health is in the numbers (a frozen worker is
+        # replaced within stall_timeout_s, its request failed so the caller retries elsewhere).
+        return {"status": "ok", "workers_ready": state.pool.ready_workers,
+                "workers_replaced_frozen": state.pool.frozen}
 
     @app.get("/readyz", responses={503: {"description": "not ready"}})
     async def readyz() -> Response:

@@ -62,6 +62,12 @@ class Settings:
     max_frames: int = 25 * 60 * 10
     #: seconds a client should wait after a 503
     retry_after_s: int = 1
+    #: a worker without a heartbeat for this long is frozen: its request fails (503) and it is replaced
+    stall_timeout_s: float = 10.0
+    #: seconds a request's headers may take from its first byte (then 408, connection closed)
+    header_timeout_s: float = 10.0
+    #: seconds a request body may take to arrive (then 408); it is read before a capacity slot is taken
+    body_timeout_s: float = 60.0
     #: name this evaluator reports in every answer
     evaluator_id: str = field(default_factory=_default_id)
 
@@ -74,6 +80,8 @@ class Settings:
             raise ValueError("workers must be >= 1")
         if self.max_inflight is not None and self.max_inflight < 1:
             raise ValueError("max_inflight must be >= 1")
+        if min(self.stall_timeout_s, self.header_timeout_s, self.body_timeout_s) <= 0:
+            raise ValueError("stall, header and body timeouts must be positive")
         if self.max_batch < 1 or self.max_frames < 1 or self.max_body_bytes < 1024:
             raise ValueError("max_batch, max_frames must be >= 1 and max_body_bytes >= 1024")
 
@@ -104,6 +112,14 @@ def env_defaults() -> dict:
         value = _env_int(env)
         if value is not None:
             out[key] = value
+    for key, env in (("stall_timeout_s", "RRP_STALL_TIMEOUT"), ("header_timeout_s", "RRP_HEADER_TIMEOUT"),
+                     ("body_timeout_s", "RRP_BODY_TIMEOUT")):
+        value = os.environ.get(env, "").strip()
+        if value:
+            try:
+                out[key] = float(value)
+            except ValueError:
+                raise SystemExit(f"{env} must be a number of seconds, got {value!r}") from None
     if os.environ.get("RRP_EVALUATOR_ID"):
         out["evaluator_id"] = os.environ["RRP_EVALUATOR_ID"]
     return out
