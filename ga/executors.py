@@ -27,6 +27,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 
 from evaluator import EvaluationTask
+from game import Track
 
 CHUNKS_PER_WORKER = 2
 """Default number of chunks per worker and generation (see :func:`default_chunksize`)."""
@@ -72,9 +73,13 @@ def split(items: Sequence, chunksize: int) -> list[Sequence]:
 
 # --- worker side -----------------------------------------------------------------------------
 
-_TASKS: dict[str, EvaluationTask] = {}
-"""Per-process cache of validated tasks keyed by their JSON, so a task (and whatever it
-prepares, e.g. the loaded track) is rebuilt once per worker, not once per chunk."""
+_TASKS: dict[str, tuple[EvaluationTask, Track]] = {}
+"""Per-process cache of validated tasks and their loaded tracks keyed by the task's JSON, so both
+are built once per worker, not once per chunk (a generated track's grids take ~50 ms to build)."""
+
+TASK_CACHE_SIZE = 64
+"""A run drives at most 64 tracks (``ga.tracksets.MAX_TRACKS``), one task each: all of them stay
+cached, however many generated tracks a run cycles through every generation."""
 
 
 def _worker_init(parent_pid: int) -> None:
@@ -124,12 +129,14 @@ def warm_up() -> None:
 
 def _evaluate_chunk(task_json: str, genomes: list[list[float]]) -> list:
     """Worker entry point: one batched simulation for one chunk."""
-    task = _TASKS.get(task_json)
-    if task is None:
-        if len(_TASKS) >= 8:  # a long-lived pool serving many tasks: keep the cache small
+    entry = _TASKS.get(task_json)
+    if entry is None:
+        if len(_TASKS) >= TASK_CACHE_SIZE:  # a long-lived pool serving many runs: start afresh
             _TASKS.clear()
-        task = _TASKS[task_json] = EvaluationTask.model_validate_json(task_json)
-    return task.evaluate_batch(genomes)
+        task = EvaluationTask.model_validate_json(task_json)
+        entry = _TASKS[task_json] = (task, task.load_track())
+    task, track = entry
+    return task.evaluate_batch(genomes, track=track)
 
 
 def _noop() -> None:
