@@ -177,3 +177,25 @@ def test_drive_cli_evaluates_records_and_updates_the_card(trained, tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: --video writes an animated GIF: give a path ending in .gif"
+
+
+def test_watching_in_a_window_drives_the_same_lap_as_offscreen(trained, tmp_path):
+    """``--watch`` on a real X server (Xvfb): a window, real-time pacing, and still the lock-step lap."""
+    from test_game_window import _start_xvfb
+
+    out, _ = trained
+    runs = {}
+    xvfb, display = _start_xvfb()
+    try:
+        for mode in ("offscreen", "watch"):
+            env = dict(os.environ, PYTHONPATH=str(ROOT), DISPLAY=display)
+            extra = ["--watch"] if mode == "watch" else []
+            proc = subprocess.run([sys.executable, "-m", "pilot.drive", str(out), "--track", "oval", "--max-frames",
+                                   "50", *extra], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            line = proc.stdout.strip().splitlines()[-1]
+            runs[mode] = line.split(" frames/s closed loop")[0].rsplit(",", 1)[0]  # the lap, without the rate
+    finally:
+        xvfb.terminate()
+        xvfb.wait(10)
+    assert runs["watch"] == runs["offscreen"] and runs["watch"].startswith("oval: ")
