@@ -26,7 +26,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from evaluator import ControllerSpec, EvaluationTask
+from evaluator import CONTROLLER_KINDS, ControllerSpec, EvaluationTask
 from ga import atomic, checkpoint, report
 from ga.baseline import default_max_frames, pursuit_lap
 from ga.checkpoint import CheckpointError
@@ -42,7 +42,6 @@ DEFAULT_GENERATIONS = 50
 DEFAULT_POPULATION = 128
 DEFAULT_HIDDEN = (8,)
 SEGMENT_FRAMES = 10
-CONTROLLERS = ("mlp", "schedule")
 
 # Options that define the run's course: fixed once a run exists (refused with --resume).
 COURSE_OPTIONS = ("population", "track", "controller", "hidden", "seed", "max_frames")
@@ -106,8 +105,8 @@ def new_config(args: argparse.Namespace) -> tuple[EvolutionConfig, float | None]
     if population < 2:
         raise UsageError(f"--population must be at least 2, got {population}")
     kind = args.controller or "mlp"
-    if kind not in CONTROLLERS:
-        raise UsageError(f"unknown controller {kind!r}; choose from {', '.join(CONTROLLERS)}")
+    if kind not in CONTROLLER_KINDS:
+        raise UsageError(f"unknown controller {kind!r}; choose from {', '.join(CONTROLLER_KINDS)}")
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
     track_arg = args.track or DEFAULT_TRACK

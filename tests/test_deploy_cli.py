@@ -152,9 +152,10 @@ def check_evaluator(argv: list[str], env: dict[str, str]) -> None:
 
 
 def check_ga(argv: list[str], env: dict[str, str]) -> None:
+    from evaluator import CONTROLLER_KINDS as CONTROLLERS
     from ga.discovery import parse_spec
     from ga.http_executor import HttpExecutor
-    from ga.run import CONTROLLERS, build_parser
+    from ga.run import build_parser
     from game import bundled_tracks
 
     args = build_parser().parse_args(argv)
