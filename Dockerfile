@@ -2,8 +2,10 @@
 #
 #   docker build --target evaluator -t rallyrobopilot-evaluator:0.1.0 .   # evaluator service and GA (no OpenGL)
 #   docker build --target game      -t rallyrobopilot-game:0.1.0 .        # headless game (EGL + Mesa)
+#   docker build --target pilot     -t rallyrobopilot-pilot:0.1.0 .       # vision pilot service (onnxruntime)
 #
-# The evaluator image also runs the genetic algorithm: `python -m ga.run ...`.
+# The evaluator image also runs the genetic algorithm: `python -m ga.run ...`; the game image also
+# collects camera frames for the vision pilot: `python -m pilot.collect ...`.
 # The base is pinned by version tag and by the digest of its multi-architecture index;
 # override with --build-arg PYTHON_IMAGE=... to move it.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
@@ -40,13 +42,28 @@ RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['p
 COPY game ./game
 COPY evaluator ./evaluator
 COPY ga ./ga
+COPY pilot ./pilot
 RUN pip install --no-deps . \
-    && python -c "import game, evaluator, ga"
+    && python -c "import game, evaluator, ga, pilot"
 
-# builder-game: adds the front end's extra (Ursina, Panda3D, Pillow).
+# builder-game: adds the front end's extra (Ursina, Panda3D, Pillow) and the pilot's runtime
+# (onnxruntime), which frame collection needs to let a model drive (DAgger rounds).
 FROM builder AS builder-game
-RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(d['optional-dependencies']['game']))" > /tmp/requirements-game.txt \
+RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(d['optional-dependencies']['game'] + d['optional-dependencies']['pilot']))" > /tmp/requirements-game.txt \
     && pip install -r /tmp/requirements-game.txt
+
+# builder-pilot: the serving image's venv from scratch: the web stack and numpy from the project's
+# dependencies plus the `pilot` extra (onnxruntime, Pillow), and the `pilot` package alone; no numba,
+# no simulation, no OpenGL, no training framework.
+FROM base AS builder-pilot
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml README.md ./
+RUN python -c "import re, tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']; serve = {'numpy', 'pydantic', 'fastapi', 'uvicorn', 'orjson', 'prometheus-client', 'httptools', 'uvloop', 'sniffio'}; print('\n'.join([r for r in d['dependencies'] if re.split('[<>=!~ ;\\[]', r)[0] in serve] + d['optional-dependencies']['pilot']))" > /tmp/requirements-pilot.txt \
+    && pip install -r /tmp/requirements-pilot.txt
+COPY pilot ./pilot
+RUN pip install --no-deps . \
+    && python -c "import pilot.serve"
 
 # ---------------------------------------------------------------------------------------------
 # game: headless Ursina renders offscreen through EGL and Mesa's software rasteriser.
@@ -64,6 +81,19 @@ EXPOSE 8200
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8200/healthz', timeout=2)"]
 CMD ["python", "-m", "game", "--headless", "--port", "8200", "--mode", "realtime"]
+
+# ---------------------------------------------------------------------------------------------
+# pilot: the vision pilot service; the model (model.onnx + model.json) comes from a volume at /models.
+FROM base AS pilot
+ENV RRP_HOST=0.0.0.0 \
+    RRP_PORT=8300 \
+    RRP_MODEL=/models
+COPY --from=builder-pilot /opt/venv /opt/venv
+USER 10001:10001
+EXPOSE 8300
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('RRP_PORT', '8300'), timeout=2)"]
+CMD ["python", "-m", "pilot.serve"]
 
 # ---------------------------------------------------------------------------------------------
 # evaluator (default target): evaluator service; also runs `python -m ga.run`.

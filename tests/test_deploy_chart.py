@@ -157,6 +157,12 @@ def test_every_option_on_renders_every_object(helm):
         ("Service", "rrp-game"),
         ("Job", "rrp-ga-cluster-run"),
         ("PersistentVolumeClaim", "rrp-runs"),
+        ("Deployment", "rrp-pilot"),
+        ("Service", "rrp-pilot"),
+        ("HorizontalPodAutoscaler", "rrp-pilot"),
+        ("PersistentVolumeClaim", "rrp-models"),
+        ("NetworkPolicy", "rrp-pilot"),
+        ("Job", "rrp-collect-night-frames"),
     } <= names
     dep = one(objects, "Deployment", "rrp-evaluator")
     assert "replicas" not in dep["spec"], "the HPA owns the replica count"
@@ -253,7 +259,8 @@ def test_rbac_reads_endpointslices_only(rendered):
     for job in by_kind(objects, "Job"):
         spec = pod_spec(job)
         assert spec["serviceAccountName"] == "rrp"
-        assert spec["automountServiceAccountToken"] is True, "k8s:// discovery needs the token"
+        ga = pod_labels(job)["app.kubernetes.io/component"] == "ga"
+        assert spec["automountServiceAccountToken"] is ga, "only k8s:// discovery needs the token"
 
 
 def test_network_policy_lets_only_ga_game_and_test_pods_reach_evaluators(helm):
@@ -355,6 +362,10 @@ def test_helm_test_hook_checks_readyz(helm):
         "ga.controller=rnn",
         "ga.evaluators=evaluator:8000",
         "image.evaluator.pullPolicy=Sometimes",
+        "pilot.maxBatch=0",
+        "pilot.model.path=../etc",
+        "collect.pods=0",
+        "collect.redisUrl=frames:6379",
     ],
 )
 def test_values_schema_rejects_bad_values(helm, bad):
@@ -402,3 +413,92 @@ def test_notes_tell_how_to_start_a_ga_run(helm):
     assert f"logs -f job/{RELEASE}-ga-run1" in notes
     assert "dns://rrp-evaluator:8000" in notes and f"k8s://{NAMESPACE}/rrp-evaluator" in notes
     assert "scale deployment/rrp-evaluator" in notes
+
+
+# --- the vision pilot: serving Deployment and frame collection Job ----------------------------------
+
+
+def test_pilot_service_deployment_hpa_and_model_claim(helm):
+    objects = render(helm, "-f", str(ALL_ON))
+    dep = one(objects, "Deployment", "rrp-pilot")
+    svc = one(objects, "Service", "rrp-pilot")
+    assert "replicas" not in dep["spec"], "the HPA owns the replica count"
+    assert svc["spec"].get("clusterIP") != "None", "one stable address, load-balanced over the pods"
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 8300, "targetPort": "http", "protocol": "TCP"}]
+    assert matches({"matchLabels": svc["spec"]["selector"]}, pod_labels(dep))
+    evaluator = one(objects, "Deployment", "rrp-evaluator")
+    assert not matches({"matchLabels": svc["spec"]["selector"]}, pod_labels(evaluator))
+    spec = pod_spec(dep)
+    (c,) = spec["containers"]
+    assert c["image"] == "rallyrobopilot-pilot:0.1.0" and c["command"] == ["python", "-m", "pilot.serve"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["RRP_MODEL"]["value"] == "/models/pilot/current" and env["RRP_MAX_BATCH"]["value"] == "32"
+    assert env["RRP_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "rrp-pilot-token", "key": "token"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert {"name": "models", "mountPath": "/models", "readOnly": True} in c["volumeMounts"]
+    models = next(v for v in spec["volumes"] if v["name"] == "models")
+    assert models["persistentVolumeClaim"] == {"claimName": "rrp-models", "readOnly": True}
+    pvc = one(objects, "PersistentVolumeClaim", "rrp-models")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"] and pvc["spec"]["storageClassName"] == "standard"
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    hpa = one(objects, "HorizontalPodAutoscaler", "rrp-pilot")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "rrp-pilot"}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+
+    # defaults: a fixed replica count, no token, an existing claim is used as it is
+    objects = render(helm, "--set", "pilot.enabled=true", "--set", "pilot.model.existingClaim=trained")
+    dep = one(objects, "Deployment", "rrp-pilot")
+    assert dep["spec"]["replicas"] == 2 and not by_kind(objects, "HorizontalPodAutoscaler")
+    assert not by_kind(objects, "PersistentVolumeClaim")
+    (c,) = pod_spec(dep)["containers"]
+    assert {e["name"]: e.get("value") for e in c["env"]} == {
+        "RRP_HOST": "0.0.0.0", "RRP_PORT": "8300", "RRP_MODEL": "/models/pilot", "RRP_MAX_BATCH": "64"}
+    assert next(v for v in pod_spec(dep)["volumes"] if v["name"] == "models")["persistentVolumeClaim"] == {
+        "claimName": "trained", "readOnly": True}
+    assert schema_errors(objects) == []
+
+
+def test_collection_job_runs_indexed_pods_writing_to_the_release_redis(helm):
+    objects = render(helm, "-f", str(ALL_ON))
+    job = one(objects, "Job", "rrp-collect-night-frames")
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 6
+    spec = pod_spec(job)
+    assert spec["restartPolicy"] == "Never" and spec["automountServiceAccountToken"] is False
+    (c,) = spec["containers"]
+    assert c["image"] == "rallyrobopilot-game:0.1.0", "rendering needs the game image's EGL and Mesa"
+    assert c["command"] == ["python", "-m", "pilot.collect"]
+    assert c["args"] == ["--redis", "redis://rrp-redis:6379/0", "--run", "night_frames", "--shards", "6",
+                         "--workers", "2", "--episodes", "1200", "--seed", "7", "--quiet"]
+    assert {"name": "RRP_REDIS", "value": "redis://rrp-redis:6379/0"} in c["env"]
+    redis_pol = one(objects, "NetworkPolicy", "rrp-redis")
+    peers = [p["podSelector"] for p in redis_pol["spec"]["ingress"][0]["from"]]
+    assert any(matches(s, pod_labels(job)) for s in peers), "collectors reach Redis"
+    pilot_pol = one(objects, "NetworkPolicy", "rrp-pilot")
+    assert matches(pilot_pol["spec"]["podSelector"], pod_labels(one(objects, "Deployment", "rrp-pilot")))
+    assert not matches(pilot_pol["spec"]["podSelector"], pod_labels(one(objects, "Deployment", "rrp-evaluator")))
+
+    # an outside Redis instead of the release's
+    objects = render(helm, "--set", "collect.enabled=true", "--set", "collect.redisUrl=redis://frames:6379/2")
+    (c,) = pod_spec(one(objects, "Job", "rrp-collect-frames1"))["containers"]
+    assert c["args"] == ["--redis", "redis://frames:6379/2", "--run", "frames1", "--shards", "4", "--workers", "1"]
+    assert schema_errors(objects) == []
+
+
+def test_collection_without_a_redis_is_refused(helm):
+    proc = subprocess.run([helm, "template", RELEASE, str(CHART), "--set", "collect.enabled=true"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "collect.enabled needs redis.enabled=true or collect.redisUrl" in proc.stderr
+
+
+def test_notes_tell_how_to_reach_the_pilot_and_follow_collection(helm):
+    proc = subprocess.run(
+        [helm, "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE, "-f", str(ALL_ON)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    assert "port-forward svc/rrp-pilot 8300:8300" in notes and "claim rrp-models" in notes
+    assert "job/rrp-collect-night-frames" in notes and "redis://rrp-redis:6379/0" in notes

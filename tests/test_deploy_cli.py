@@ -16,9 +16,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "rallyrobopilot"
-CONTRACT_ENV = {"RRP_HOST", "RRP_PORT", "RRP_WORKERS", "RRP_MAX_INFLIGHT", "RRP_TOKEN", "RRP_EVALUATORS", "RRP_REDIS"}
+CONTRACT_ENV = {"RRP_HOST", "RRP_PORT", "RRP_WORKERS", "RRP_MAX_INFLIGHT", "RRP_TOKEN", "RRP_EVALUATORS", "RRP_REDIS",
+                "RRP_MODEL", "RRP_MAX_BATCH"}
 SECRET = "token-from-a-secret"
-IMAGE_TARGET = {"rallyrobopilot-evaluator": "evaluator", "rallyrobopilot-game": "game"}
+IMAGE_TARGET = {"rallyrobopilot-evaluator": "evaluator", "rallyrobopilot-game": "game", "rallyrobopilot-pilot": "pilot"}
 
 
 # --- where the containers' commands come from ----------------------------------------------------
@@ -97,6 +98,7 @@ def compose_containers() -> list[tuple[str, list[str], dict[str, str]]]:
     binary = str(Path(spec.origin).parent / "docker-compose")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RRP_", "COMPOSE_", "DOCKER_"))}
     env["RRP_TOKEN"] = SECRET  # the shell's token is passed through to the containers
+    env["COMPOSE_PROFILES"] = "collect,pilot"  # the opt-in services too
     proc = subprocess.run(
         [binary, "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],
         capture_output=True, text=True, env=env, cwd=ROOT,
@@ -117,7 +119,7 @@ def compose_containers() -> list[tuple[str, list[str], dict[str, str]]]:
 
 
 def dockerfile_containers() -> list[tuple[str, list[str], dict[str, str]]]:
-    return [(f"Dockerfile: {t}", dockerfile_stages()[t]["cmd"], image_env(t)) for t in ("evaluator", "game")]
+    return [(f"Dockerfile: {t}", dockerfile_stages()[t]["cmd"], image_env(t)) for t in ("evaluator", "game", "pilot")]
 
 
 CHART_VALUE_SETS = [
@@ -190,13 +192,43 @@ def check_game(argv: list[str], env: dict[str, str]) -> None:
         assert args.redis == env["RRP_REDIS"]
 
 
-CHECKS = {"evaluator": check_evaluator, "ga.run": check_ga, "game": check_game}
+def check_pilot_serve(argv: list[str], env: dict[str, str]) -> None:
+    from pilot.serve import build_parser, settings_from_args
+
+    settings = settings_from_args(build_parser().parse_args(argv))
+    assert settings.host == "0.0.0.0", "a container must listen on all addresses"
+    assert settings.port == 8300
+    assert str(settings.model).startswith("/models"), "the model comes from the mounted volume"
+    assert settings.token == env.get("RRP_TOKEN")
+    if "RRP_MAX_BATCH" in env:
+        assert settings.max_batch == int(env["RRP_MAX_BATCH"])
+
+
+def check_collect(argv: list[str], env: dict[str, str]) -> None:
+    """The collector's own CLI checks every argument (tracks, shard, sizes) before it connects to Redis:
+    here the deployment's Redis host does not exist, so getting as far as connecting is the pass."""
+    import contextlib
+    import io
+
+    from pilot.collect import main
+
+    assert argv[argv.index("--redis") + 1] == env["RRP_REDIS"]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(argv) == 2
+    host = env["RRP_REDIS"].split("//")[1].split(":")[0]
+    assert f"connecting to {host}:" in err.getvalue(), err.getvalue()
+
+
+CHECKS = {"evaluator": check_evaluator, "ga.run": check_ga, "game": check_game, "pilot.serve": check_pilot_serve,
+          "pilot.collect": check_collect}
 
 
 def test_every_deployment_runs_a_known_command():
     containers = all_containers()
     origins = {origin for origin, _, _ in containers}
-    expected = {"compose: evaluator", "compose: ga", "compose: game", "Dockerfile: evaluator", "Dockerfile: game"}
+    expected = {"compose: evaluator", "compose: ga", "compose: game", "compose: pilot", "compose: collector",
+                "Dockerfile: evaluator", "Dockerfile: game", "Dockerfile: pilot"}
     assert expected <= origins
     modules = {argv[2] for _, argv, _ in containers}
     assert modules == set(CHECKS)

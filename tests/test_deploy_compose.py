@@ -159,3 +159,35 @@ def test_run_folder_is_on_a_volume_and_containers_are_hardened(model):
         assert "/tmp" in s[name]["tmpfs"], "NUMBA_CACHE_DIR=/tmp/numba-cache needs a writable /tmp"
         assert s[name]["cap_drop"] == ["ALL"]
         assert "no-new-privileges:true" in s[name]["security_opt"]
+
+
+def test_vision_pilot_services_are_opt_in_profiles():
+    """`docker compose up` stays the GA stack; the collector and the pilot service come with their profiles."""
+    proc = compose_config(COMPOSE_PROFILES="collect,pilot", RRP_MODEL_DIR="/srv/models/v7", RRP_COLLECT_WORKERS="6")
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)["services"]
+    assert sorted(s) == ["collector", "evaluator", "ga", "game", "pilot", "redis"]
+    assert s["pilot"]["profiles"] == ["pilot"] and s["collector"]["profiles"] == ["collect"]
+
+    pilot = s["pilot"]
+    assert pilot["build"]["target"] == "pilot" and pilot["image"] == "rallyrobopilot-pilot:0.1.0"
+    assert pilot["command"] == ["python", "-m", "pilot.serve"]
+    assert pilot["environment"]["RRP_MODEL"] == "/models" and pilot["environment"]["RRP_HOST"] == "0.0.0.0"
+    (volume,) = pilot["volumes"]
+    assert volume == {"type": "bind", "source": "/srv/models/v7", "target": "/models", "read_only": True}
+    assert pilot["ports"][0]["target"] == 8300 and pilot["ports"][0]["published"] == "8300"
+    test = pilot["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"] and "http://127.0.0.1:8300/readyz" in test[3]
+    compile(test[3], "pilot", "exec")
+
+    collector = s["collector"]
+    assert collector["build"]["target"] == "game", "rendering needs the game image's EGL and Mesa"
+    assert collector["command"][:3] == ["python", "-m", "pilot.collect"]
+    argv = collector["command"]
+    assert argv[argv.index("--redis") + 1] == "redis://redis:6379/0" == collector["environment"]["RRP_REDIS"]
+    assert argv[argv.index("--workers") + 1] == "6"
+    assert collector["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert collector["restart"] == "no"
+    for name in ("pilot", "collector"):
+        assert s[name]["read_only"] is True and "/tmp" in s[name]["tmpfs"]
+        assert s[name]["cap_drop"] == ["ALL"] and "no-new-privileges:true" in s[name]["security_opt"]

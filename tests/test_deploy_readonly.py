@@ -6,7 +6,8 @@ read-only. Nothing outside that namespace changes.
 
 - the evaluator service and the GA (one generation across it) work and write their run folder;
 - the headless game (EGL + Mesa offscreen rendering) serves /healthz and records camera frames
-  into a real Redis found by the compose name `redis` (a private /etc/hosts in the namespace).
+  into a real Redis found by the compose name `redis` (a private /etc/hosts in the namespace);
+- the vision pilot service loads its model from a read-only folder and answers like the model in-process.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from test_deploy_cli import dockerfile_stages
 from test_deploy_fleet import poll
@@ -90,6 +92,7 @@ def compose_services() -> dict:
     spec = importlib.util.find_spec("compose")
     binary = str(Path(spec.origin).parent / "docker-compose")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RRP_", "COMPOSE_", "DOCKER_"))}
+    env["COMPOSE_PROFILES"] = "collect,pilot"
     proc = subprocess.run([binary, "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],
                           capture_output=True, text=True, env=env, cwd=ROOT, check=True)
     return json.loads(proc.stdout)["services"]
@@ -214,3 +217,25 @@ def test_headless_game_records_frames_to_redis_on_a_read_only_root(tmp_path, pro
 
     poll(lambda: recorded_frames() >= 25, TIMEOUT, "a second of frames recorded")
     assert answers(f"http://127.0.0.1:{port}/healthz", proc, log)
+
+
+def test_pilot_service_on_a_read_only_root(tmp_path, processes):
+    from pilot_models import frames, write_model
+
+    from pilot.client import PilotClient
+    from pilot.runtime import PilotModel
+
+    pilot = compose_services()["pilot"]
+    model = write_model(tmp_path / "models", "v1")
+    port = free_port()
+    env = container_env("pilot", pilot, RRP_HOST="127.0.0.1", RRP_PORT=str(port), RRP_MODEL=str(model))
+    assert image_env("pilot")["RRP_MODEL"] == pilot["environment"]["RRP_MODEL"] == "/models"  # here: the test's
+    log = tmp_path / "pilot.log"
+    server = spawn(processes, in_namespace(pilot["command"]), env, log)
+    poll(lambda: answers(f"http://127.0.0.1:{port}/readyz", server, log), TIMEOUT, "pilot ready")
+    images, speeds = frames(3)
+    with PilotClient(f"http://127.0.0.1:{port}") as client:
+        got = client.predict(images, speeds)
+    expected = PilotModel.load(model).predict(images, speeds)
+    assert np.array_equal(got.steering, expected.steering) and client.version == "v1"
+    assert server.poll() is None, log.read_text()[-3000:]

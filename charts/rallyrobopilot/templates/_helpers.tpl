@@ -65,6 +65,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/* Redis URL for collection pods (this release's Redis unless collect.redisUrl is set). */}}
+{{- define "rrp.collectRedisUrl" -}}
+{{- if .Values.collect.redisUrl }}
+{{- .Values.collect.redisUrl }}
+{{- else if .Values.redis.enabled }}
+{{- printf "redis://%s-redis:%d/0" (include "rrp.fullname" .) (int .Values.redis.port) }}
+{{- else }}
+{{- fail "collect.enabled needs redis.enabled=true or collect.redisUrl" }}
+{{- end }}
+{{- end }}
+
 {{/* Restricted pod security context (Pod Security Standards "restricted"). */}}
 {{- define "rrp.podSecurityContext" -}}
 runAsNonRoot: true

@@ -1,0 +1,257 @@
+"""Drive the game from camera frames only: a trained pilot (file) or a served one (URL) at the wheel.
+
+    python -m pilot.drive models/pilot --track hairpins                  # one lap, lock-step, prints the result
+    python -m pilot.drive models/pilot --track rally --video lap.gif     # ... and records what the pilot saw
+    python -m pilot.drive models/pilot --track oval --watch              # in a window, in real time
+    python -m pilot.drive http://localhost:8100 --track circuit          # through python -m pilot.serve
+    python -m pilot.drive models/pilot --pilot [--tracks ...] [--delays 0,1,2,3,4] [--json out.json]
+
+Every frame the game renders the chase camera (the game's own renderer, offscreen), the pilot
+sees that image and the measured speed, and its steering and target speed become the four keys
+(``pilot.runtime.keys_from``); nothing else of the simulation reaches it. ``--delay K`` hands the pilot
+the image of K frames ago, as a slow camera or network would. ``--pilot`` evaluates: one full lap from
+the start line on every track for every delay, each against the pursuit baseline's lap, in ``--workers``
+processes (one renderer each), and prints a table and a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pilot.tracks import BUNDLED, parse_tracks
+
+UNSEEN = "random-1000..1009"  # generated tracks no default collection uses (it takes random-0..35)
+STALL_FRAMES = 250  # 10 s without progress ends a lap unfinished
+
+
+def open_pilot(model_or_url: str) -> Any:
+    """A ``PilotModel`` for a path, the served API's ``PilotClient`` for an http(s) URL."""
+    if model_or_url.startswith(("http://", "https://")):
+        from pilot.client import PilotClient
+
+        return PilotClient(model_or_url)
+    from pilot.runtime import PilotModel
+
+    return PilotModel.load(model_or_url)
+
+
+def drive_lap(renderer: Any, track: Any, pilot: Any, *, delay: int = 0, max_frames: int = 5000,
+              on_frame: Any = None) -> Any:
+    """One lap from the start line, lock-step; the pilot sees the image of ``delay`` frames ago. -> LapResult."""
+    from game import Race
+    from pilot.runtime import keys_from
+
+    if renderer.track is not track:
+        renderer.set_track(track)
+    race = Race(track, 1, max_frames=max_frames, stall_frames=STALL_FRAMES)
+    seen: deque[np.ndarray] = deque(maxlen=delay + 1)
+    while not race.all_done:
+        st = race.state
+        renderer.draw(hud_state(race, track))
+        image = renderer.capture()
+        seen.append(image)
+        p = pilot.predict(seen[0][None], st.speed)
+        keys = keys_from(p.steering, p.target_speed, st.speed)
+        if on_frame is not None:
+            on_frame(image, p, keys, race)
+        race.step(keys)
+    return race.results()[0]
+
+
+def hud_state(race: Any, track: Any) -> dict[str, Any]:
+    """What the renderer draws (the car's pose) and, in a window, its HUD."""
+    st, lap = race.state, race.lap
+
+    def seconds(v: float) -> float | None:
+        return float(v) if math.isfinite(v) and v > 0 else None
+
+    return {"track": track.name, "frame": race.frame,
+            "car": {"x": float(st.x[0]), "y": float(st.y[0]), "heading": float(st.heading[0]),
+                    "speed": float(st.speed[0])},
+            "lap": {"laps": int(lap.laps[0]), "progress": float(lap.progress[0]),
+                    "current_lap_s": float(lap.current_lap_s[0]), "last_lap_s": seconds(lap.lap_time_s[0]),
+                    "best_lap_s": seconds(lap.best_lap_s[0])}}
+
+
+def pursuit_lap(track: Any) -> Any:
+    from game import PursuitDriver
+    from game.race import drive
+
+    return drive(track, PursuitDriver(track))[0]
+
+
+# -- evaluation ---------------------------------------------------------------------------------------
+_worker: dict[str, Any] = {}
+
+
+def _evaluate_track(model_or_url: str, name: str, delays: list[int]) -> list[dict[str, Any]]:
+    """Runs in a worker process: every delay on one track, and the pursuit lap to compare with."""
+    from pilot.tracks import track_by_name
+
+    track = track_by_name(name)
+    if "renderer" not in _worker:
+        from game.scene import UrsinaRenderer
+
+        _worker["pilot"] = open_pilot(model_or_url)
+        _worker["renderer"] = UrsinaRenderer(track, headless=True, frame_size=_worker["pilot"].input_size, hud=False)
+    base = pursuit_lap(track)
+    rows = []
+    for delay in delays:
+        t0 = time.perf_counter()
+        lap = drive_lap(_worker["renderer"], track, _worker["pilot"], delay=delay)
+        rows.append({"track": name, "delay": delay, **lap.to_dict(), "pursuit_lap_s": base.lap_time_s,
+                     "ratio": lap.lap_time_s / base.lap_time_s if lap.finished else None,
+                     "frames_per_s": lap.frames / (time.perf_counter() - t0)})
+    return rows
+
+
+def evaluate(model_or_url: str, tracks: list[str], delays: list[int], *, workers: int = 2,
+             seen: set[str] | None = None) -> dict[str, Any]:
+    """Full laps on every track at every delay; ``seen`` names the tracks the model was trained on."""
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        rows = [r for part in pool.map(_evaluate_track, [model_or_url] * len(tracks), tracks,
+                                       [delays] * len(tracks)) for r in part]
+    seen = seen or set()
+    for r in rows:
+        r["trained_on"] = r["track"] in seen
+    summary = []
+    for delay in delays:
+        for group, keep in (("trained", True), ("unseen", False)):
+            laps = [r for r in rows if r["delay"] == delay and r["trained_on"] == keep]
+            if not laps:
+                continue
+            done = [r for r in laps if r["finished"]]
+            ratios = [r["ratio"] for r in done]
+            summary.append({"delay": delay, "tracks": group, "laps": len(laps), "finished": len(done),
+                            "clean": sum(r["finished"] and r["collisions"] == 0 for r in laps),
+                            "wall_contacts": sum(r["collisions"] for r in laps),
+                            "ratio_mean": round(float(np.mean(ratios)), 3) if ratios else None,
+                            "ratio_max": round(float(np.max(ratios)), 3) if ratios else None})
+    return {"rows": rows, "summary": summary}
+
+
+def print_evaluation(report: dict[str, Any]) -> None:
+    print(f"{'track':14s} {'seen':>5s} {'delay':>5s} {'result':>12s} {'pursuit':>8s} {'ratio':>6s} {'walls':>5s}")
+    for r in report["rows"]:
+        result = f"{r['lap_time_s']:.2f} s" if r["finished"] else f"{r['progress']:.0%} DNF"
+        ratio = f"{r['ratio']:.3f}" if r["ratio"] else "-"
+        print(f"{r['track']:14s} {'yes' if r['trained_on'] else 'no':>5s} {r['delay']:5d} {result:>12s} "
+              f"{r['pursuit_lap_s']:7.2f}s {ratio:>6s} {r['collisions']:5d}")
+    print()
+    for s in report["summary"]:
+        ratios = f"lap time x{s['ratio_mean']} of pursuit (max x{s['ratio_max']})" if s["ratio_mean"] else ""
+        print(f"delay {s['delay']}: {s['tracks']:7s} tracks {s['finished']}/{s['laps']} finished, "
+              f"{s['clean']} without wall contact, {s['wall_contacts']} contacts; {ratios}")
+
+
+# -- watching and recording ---------------------------------------------------------------------------
+def overlay(image: np.ndarray, steering: float, target: float, speed: float, scale: int = 4) -> np.ndarray:
+    """The pilot's view enlarged, with its steering (bar) and target vs measured speed written on it."""
+    from PIL import Image, ImageDraw
+
+    h, w = image.shape[:2]
+    img = Image.fromarray(image).resize((w * scale, h * scale), Image.NEAREST)
+    d = ImageDraw.Draw(img)
+    cx, y = w * scale // 2, h * scale - 14
+    d.rectangle([cx - 80, y - 5, cx + 80, y + 5], outline=(255, 255, 255))
+    tip = cx - int(80 * steering)  # + = left
+    d.rectangle([min(cx, tip), y - 4, max(cx, tip), y + 4], fill=(255, 220, 0))
+    d.text((6, 4), f"steer {steering:+.2f}  target {target * 3.6:3.0f} km/h  speed {speed * 3.6:3.0f} km/h",
+           fill=(0, 0, 0))
+    return np.asarray(img)
+
+
+def save_video(frames: list[np.ndarray], path: Path) -> None:
+    """An animated GIF with Pillow (no video codec needed), at the game's 25 frames per second, every 2nd frame."""
+    from PIL import Image
+
+    images = [Image.fromarray(f).quantize(colors=128) for f in frames[::2]]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=80, loop=0, optimize=True)
+
+
+def drive_one(args: argparse.Namespace, pilot: Any) -> int:
+    from game.scene import UrsinaRenderer
+    from pilot.tracks import track_by_name
+
+    track = track_by_name(args.track)
+    renderer = UrsinaRenderer(track, headless=not args.watch, frame_size=pilot.input_size, hud=args.watch)
+    frames: list[np.ndarray] = []
+    t0 = time.perf_counter()
+
+    def on_frame(image, p, keys, race):
+        if args.video:
+            frames.append(overlay(image, float(p.steering[0]), float(p.target_speed[0]), float(race.state.speed[0])))
+        if args.watch:  # real time: frame k is due at t0 + k / 25
+            time.sleep(max(0.0, t0 + race.frame / 25 - time.perf_counter()))
+
+    lap = drive_lap(renderer, track, pilot, delay=args.delay, on_frame=on_frame)
+    wall = time.perf_counter() - t0
+    base = pursuit_lap(track)
+    if args.video:
+        save_video(frames, Path(args.video))
+    status = f"lap {lap.lap_time_s:.2f} s" if lap.finished else f"unfinished at {lap.progress:.0%}"
+    ratio = f", x{lap.lap_time_s / base.lap_time_s:.3f} of pursuit ({base.lap_time_s:.2f} s)" if lap.finished else ""
+    print(f"{track.name}: {status}{ratio}, {lap.collisions} wall contacts, image {args.delay} frames late, "
+          f"{lap.frames / wall:.0f} frames/s closed loop ({pilot.version})")
+    renderer.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pilot.drive", description=__doc__.split("\n")[0])
+    p.add_argument("model", help="model folder or model.onnx, or the URL of python -m pilot.serve")
+    p.add_argument("--track", default="circuit", help="bundled name, JSON path or random-SEED")
+    p.add_argument("--delay", type=int, default=0, help="frames the image is late")
+    p.add_argument("--watch", action="store_true", help="drive in a window, in real time")
+    p.add_argument("--video", default=None, help="write the pilot's view with its decisions to this .gif")
+    p.add_argument("--pilot", action="store_true", help="evaluate on --tracks at every --delays")
+    p.add_argument("--tracks", default=f"{BUNDLED},{UNSEEN}", help="tracks for --pilot")
+    p.add_argument("--delays", default="0,1,2,3,4", help="image delays for --pilot (frames)")
+    p.add_argument("--workers", type=int, default=2, help="processes for --pilot")
+    p.add_argument("--json", default=None, help="write the --pilot report here")
+    p.add_argument("--update-card", action="store_true", help="add the --pilot summary to the model card")
+    args = p.parse_args(argv)
+    try:
+        if args.video and not args.video.endswith(".gif"):
+            raise ValueError("--video writes an animated GIF: give a path ending in .gif")
+        delays = [int(d) for d in args.delays.split(",")]
+        if min(delays + [args.delay]) < 0 or args.workers < 1:
+            raise ValueError("delays must be >= 0 and --workers positive")
+        tracks = parse_tracks(args.tracks if args.pilot else args.track)
+        from pilot.tracks import track_by_name
+
+        for name in tracks:
+            track_by_name(name)
+        pilot = open_pilot(args.model)
+    except Exception as exc:  # noqa: BLE001 - CLI: one clear line
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not args.pilot:
+        return drive_one(args, pilot)
+    card = getattr(pilot, "card", {})
+    seen = set(card.get("data", {}).get("tracks", []))
+    report = evaluate(args.model, tracks, delays, workers=args.workers, seen=seen)
+    report["model"] = pilot.version
+    print_evaluation(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    if args.update_card and card:
+        card["evaluation"] = {"summary": report["summary"], "tracks": tracks, "delays": delays,
+                              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        (Path(pilot.path).parent / "model.json").write_text(json.dumps(card, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Training and export: the ONNX file drives exactly like the trained Keras model, and training is seeded.
+
+A tiny real pipeline: frames collected by the real renderer into a real redis-server, exported,
+trained for one epoch (seconds), exported with tf2onnx, then both models drive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pilot.collect import collect, plan_run
+from pilot.dataset import export_run, load
+from pilot.runtime import PilotModel, keys_from
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The ONNX pilot drives a lap in a child process (one renderer per process; and TensorFlow cannot share a
+# process with Mesa's renderer), saving every image and speed it saw with the keys it chose.
+ONNX_LAP = """
+import json, sys
+import numpy as np
+from game.scene import UrsinaRenderer
+from pilot.drive import drive_lap
+from pilot.runtime import PilotModel
+from pilot.tracks import track_by_name
+
+pilot = PilotModel.load(sys.argv[1])
+track = track_by_name("oval")
+renderer = UrsinaRenderer(track, headless=True, frame_size=pilot.input_size, hud=False)
+seen = {"image": [], "speed": [], "keys": []}
+
+def record(image, p, keys, race):
+    seen["image"].append(image); seen["speed"].append(race.state.speed[0]); seen["keys"].append(keys[0])
+
+lap = drive_lap(renderer, track, pilot, max_frames=300, on_frame=record)
+np.savez(sys.argv[2], **{k: np.asarray(v) for k, v in seen.items()})
+print(json.dumps(lap.to_dict()))
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    from test_game_recorder import RedisServer
+
+    tmp = tmp_path_factory.mktemp("pilot-data")
+    server = RedisServer(tmp)
+    server.start()
+    try:
+        collect(plan_run("tiny", ["oval", "hairpins"], episodes=4, frames=60, seed=3), server.url, workers=2,
+                progress=False)
+        export_run(server.url, "tiny", tmp / "tiny")
+    finally:
+        server.stop()
+    return tmp / "tiny"
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory):
+    from pilot.train import train
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    card = train([str(tiny_dataset)], out, epochs=1, batch=32, seed=5, verbose=0)
+    return out, card
+
+
+def test_the_model_card_says_what_the_runtime_and_a_reader_need(trained):
+    out, card = trained
+    on_disk = json.loads((out / "model.json").read_text())
+    assert on_disk == card
+    assert card["input"]["width"] == 96 and card["input"]["height"] == 72
+    assert card["version"].startswith("tiny-")
+    assert card["data"]["frames"] == 240 and card["data"]["train_frames"] + card["data"]["validation_frames"] == 240
+    assert 150_000 < card["architecture"]["parameters"] < 300_000
+    assert {"val_loss", "val_steering_mae", "val_target_speed_mae_m_s", "val_same_keys"} <= set(card["metrics"])
+
+
+def test_exported_model_gives_the_trained_models_keys_on_every_frame(trained, tiny_dataset):
+    import keras
+
+    from pilot.train import KerasPilot
+
+    out, _ = trained
+    frames = load([tiny_dataset])
+    onnx_pilot = PilotModel.load(out)
+    keras_pilot = KerasPilot(keras.models.load_model(out / "model.keras"), onnx_pilot.input_size)
+    a = onnx_pilot.predict(frames.images, frames.speed)
+    b = keras_pilot.predict(frames.images, frames.speed)
+    np.testing.assert_allclose(a.steering, b.steering, atol=1e-4)
+    np.testing.assert_allclose(a.target_speed, b.target_speed, atol=5e-3)
+    assert (keys_from(*a, frames.speed) == keys_from(*b, frames.speed)).all()
+
+
+def test_exported_model_drives_the_same_lap_as_the_trained_one(trained, tmp_path):
+    """The trained model chooses the exported model's keys at every frame of its lap, so it drives that lap.
+
+    Same start, same keys at every frame: the simulation and the renderer are deterministic, so the
+    trained model would see the same frames and finish with the identical lap result.
+    """
+    import keras
+
+    from pilot.train import KerasPilot
+
+    out, _ = trained
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", ONNX_LAP, str(out), str(tmp_path / "lap.npz")], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lap = json.loads(proc.stdout.strip().splitlines()[-1])
+    seen = np.load(tmp_path / "lap.npz")
+    assert len(seen["keys"]) > 50 and lap["frames"] <= len(seen["keys"])
+    keras_pilot = KerasPilot(keras.models.load_model(out / "model.keras"), (96, 72))
+    p = keras_pilot.predict(seen["image"], seen["speed"])
+    assert (keys_from(p.steering, p.target_speed, seen["speed"]) == seen["keys"]).all()
+
+
+def test_training_is_seeded(trained, tiny_dataset, tmp_path):
+    from pilot.train import train
+
+    out, card = trained
+    again = train([str(tiny_dataset)], tmp_path / "again", epochs=1, batch=32, seed=5, verbose=0)
+    assert again["history"] == card["history"]
+    frames = load([tiny_dataset])
+    a = PilotModel.load(out).predict(frames.images[:50], frames.speed[:50])
+    b = PilotModel.load(tmp_path / "again").predict(frames.images[:50], frames.speed[:50])
+    assert np.array_equal(a.steering, b.steering) and np.array_equal(a.target_speed, b.target_speed)
+
+
+def test_train_cli_refuses_a_folder_that_is_not_a_dataset(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "pilot.train", str(tmp_path), "--out", str(tmp_path / "m")],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "is not a dataset" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
