@@ -10,28 +10,13 @@ same bit for bit whatever batch, process or pod it lands in.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from evaluator.controllers import ControllerSpec, make_controller
 from game import DEFAULT_TRACK, LapResult, Race, Track, bundled_tracks, load_bundled_track, load_track
-from game.track import MAX_POINTS
-
-
-class TrackData(BaseModel):
-    """A track carried inline, so a pod can drive a track that only exists on the GA's disk."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(min_length=1, max_length=64)
-    width: float
-    points: tuple[tuple[float, float], ...] = Field(min_length=4, max_length=MAX_POINTS)
-    description: str = Field(default="", max_length=500)
-
-    def to_track(self) -> Track:
-        return _track_from_data(self)
+from game.track_data import TrackData
 
 
 class EvaluationTask(BaseModel):
@@ -59,10 +44,7 @@ class EvaluationTask(BaseModel):
         """This task with a file-path track replaced by its inline data, ready to ship to a pod."""
         if isinstance(self.track, TrackData) or self.track in bundled_tracks():
             return self
-        track = load_track(self.track)
-        data = TrackData(name=track.name, width=track.width, points=tuple(map(tuple, track.points.tolist())),
-                         description=track.description)
-        return self.model_copy(update={"track": data})
+        return self.model_copy(update={"track": TrackData.of(load_track(self.track))})
 
     def genome_array(self, genomes: Sequence[Sequence[float]]) -> np.ndarray:
         """Genomes as a (n, length) float array; ValueError says which genome is wrong and how."""
@@ -94,10 +76,3 @@ class EvaluationTask(BaseModel):
 
     def __call__(self, genome: Sequence[float]) -> LapResult:
         return self.evaluate_batch([genome])[0]
-
-
-@lru_cache(maxsize=16)
-def _track_from_data(data: TrackData) -> Track:
-    doc = {"name": data.name, "width": data.width, "points": [list(p) for p in data.points],
-           "description": data.description}
-    return Track.from_json(doc, source=f"inline track '{data.name}'")

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from game import DT, KEYS, Race, Track
+from game.driver import Driver
 
 FPS = 25
 MAX_SCHEDULE_AHEAD = 25 * 3600  # frames: one hour
@@ -144,7 +145,7 @@ class GameRunner:
         clock: Clock = time.monotonic,
         renderer: Renderer | None = None,
         recorder: Any = None,
-        driver: Callable[[Race, Any], Any] | None = None,
+        driver: Driver | None = None,
     ):
         if mode not in ("realtime", "lockstep"):
             raise ValueError(f"mode must be 'realtime' or 'lockstep', not {mode!r}")
@@ -153,7 +154,7 @@ class GameRunner:
         self.pacer = Pacer(FPS, clock)
         self.renderer = renderer
         self.recorder = recorder
-        self.driver = driver          # driver(race, observation) -> (1, 4) bool controls
+        self.driver = driver          # None: keyboard and HTTP controls drive
         self.lock = threading.RLock()
         self.ready = threading.Event()
         self.stopped = threading.Event()

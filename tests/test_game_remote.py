@@ -1,4 +1,4 @@
-"""A lap driven through the game's lock-step HTTP API equals the in-process lap, bit for bit."""
+"""A lap driven through the game's lock-step HTTP API (``ga.remote``) equals the in-process lap, bit for bit."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from evaluator import ControllerSpec, EvaluationTask, TrackData
+from ga.remote import main, remote_evaluate, remote_lap
+from ga.replay import load_best
 from game import generate_track
 from game.api import ApiServer
 from game.app import GameRunner
-from game.remote import RemoteGame, RemoteGameError, load_best, main, remote_evaluate, remote_lap
+from game.remote import RemoteGame, RemoteGameError
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +76,8 @@ def test_best_json_replay_against_a_game(game_url, tmp_path, capsys):
     best = tmp_path / "best.json"
     best.write_text(json.dumps({"genome": genome, "controller": task.controller.model_dump(mode="json"),
                                 "task": task.model_dump(mode="json"), "result": result.to_dict()}))
-    t, g, recorded = load_best(str(best))
-    assert t == task and g == genome and recorded == result.to_dict()
+    t, g, recorded = load_best(best)
+    assert t == task and g == genome and recorded == result
     assert main(["--url", game_url, "--best", str(best)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out == {"result": result.to_dict(), "matches_recorded": True}

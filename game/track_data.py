@@ -1,0 +1,42 @@
+"""The one model of a track carried inline (in an evaluation task, in the game API's reset).
+
+A pod or a game can then drive a track that only exists on the sender's disk. It is validated like a
+track file (closed, no self-intersection, minimum width) when it becomes a :class:`~game.track.Track`,
+and its point limit is the track format's own, :data:`game.track.MAX_POINTS`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from game.track import MAX_POINTS, Track
+
+
+class TrackData(BaseModel):
+    """A track as JSON data: name, road width, closed centre-line control points."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    width: float
+    points: tuple[tuple[float, float], ...] = Field(min_length=4, max_length=MAX_POINTS)
+    description: str = Field(default="", max_length=500)
+
+    def to_track(self, source: str | None = None) -> Track:
+        """The validated track (TrackError says what is wrong, naming ``source``); built once per data."""
+        return _track_from_data(self, source or f"inline track '{self.name}'")
+
+    @classmethod
+    def of(cls, track: Track) -> TrackData:
+        """``track`` as inline data."""
+        return cls(name=track.name, width=track.width, points=tuple(map(tuple, track.points.tolist())),
+                   description=track.description)
+
+
+@lru_cache(maxsize=16)
+def _track_from_data(data: TrackData, source: str) -> Track:
+    doc = {"name": data.name, "width": data.width, "points": [list(p) for p in data.points],
+           "description": data.description}
+    return Track.from_json(doc, source=source)
