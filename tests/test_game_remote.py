@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import threading
 
-import numpy as np
 import pytest
+from support import normal_genomes
 
 from evaluator import ControllerSpec, EvaluationTask, TrackData
 from ga.remote import main, remote_evaluate, remote_lap
@@ -32,8 +32,7 @@ def game_url():
 
 
 def _genomes(task: EvaluationTask, n: int, seed: int) -> list[list[float]]:
-    rng = np.random.default_rng(seed)
-    return [list(rng.normal(0, 1.0, task.controller.genome_length())) for _ in range(n)]
+    return [list(g) for g in normal_genomes(task.controller.genome_length(), n, seed)]
 
 
 def test_mlp_laps_equal_in_process_bit_for_bit(game_url):

@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import redis
 from PIL import Image
+from support import free_port
 
 from game.recorder import stream_key
 
@@ -194,11 +195,7 @@ def test_replay_drives_the_evolved_controller(tmp_path):
 
 def test_requests_during_startup_do_not_hurt_the_game(tmp_path):
     """Hammer the API while the game process starts: answers are 503 'starting' or 200, never a crash."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("RRP_REDIS", None)
     proc = subprocess.Popen([sys.executable, "-m", "game", "--headless", "--port", str(port)], cwd=tmp_path,
