@@ -9,10 +9,17 @@ than resumed into nonsense.
 
 Wall-clock timings ride along under ``wall`` for the log table; they are the only
 non-deterministic part and nothing in the evolution reads them.
+
+``digest`` is the SHA-256 of everything else (canonical JSON: sorted keys, no spaces). A changed
+gene, fitness, RNG word, seed or frame limit would resume "successfully" into another run than
+the one recorded; the digest makes any such edit, or a flipped bit on disk, a refusal instead.
+It is an integrity check, not a signature: someone who recomputes it can still forge a file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import random
@@ -21,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from deap import tools
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
 
 from ga import atomic
 from ga.config import EvolutionConfig
@@ -39,9 +46,16 @@ class CheckpointError(Exception):
 
 class _Individual(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    genome: list[float]
-    fitness: float
+    genome: list[FiniteFloat]
+    fitness: FiniteFloat
     result: dict
+
+
+class _Wall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    gen: int = Field(ge=0)
+    seconds: FiniteFloat
+    evals_per_s: FiniteFloat | None = None
 
 
 class _Checkpoint(BaseModel):
@@ -51,10 +65,11 @@ class _Checkpoint(BaseModel):
     generation: int
     config: EvolutionConfig
     population: list[_Individual]
-    hall_of_fame: list[_Individual]
+    hall_of_fame: list[_Individual] = Field(min_length=1)
     logbook: list[dict]
-    rng_state: tuple[int, list[int], float | None]
-    wall: list[dict] = []
+    rng_state: tuple[int, list[int], FiniteFloat | None]
+    wall: list[_Wall] = []
+    digest: str
 
 
 @dataclass
@@ -79,10 +94,17 @@ def _load_individual(data: _Individual):
     return make_individual(data.genome, data.fitness, LapResult.from_dict(data.result))
 
 
+def content_digest(doc: dict) -> str:
+    """SHA-256 of the document without ``digest`` and ``wall`` (see the module docstring)."""
+    content = {k: v for k, v in doc.items() if k not in ("digest", "wall")}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
 def to_json(config: EvolutionConfig, state: EvolutionState, rng_state: tuple, wall: list[dict]) -> dict:
     """The checkpoint document for ``state`` (``rng_state`` from ``random.getstate()``)."""
     version, internal, gauss_next = rng_state
-    return {
+    doc = {
         "format": FORMAT,
         "version": VERSION,
         "generation": state.generation,
@@ -93,6 +115,8 @@ def to_json(config: EvolutionConfig, state: EvolutionState, rng_state: tuple, wa
         "rng_state": [version, list(internal), gauss_next],
         "wall": list(wall),
     }
+    doc["digest"] = content_digest(doc)
+    return doc
 
 
 def save(path: str | os.PathLike, config: EvolutionConfig, state: EvolutionState,
@@ -120,6 +144,8 @@ def load(path: str | os.PathLike) -> Checkpoint:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path} is not valid JSON (corrupt checkpoint?): {exc}") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} is nested too deeply to be a checkpoint") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a RallyRoboPilot GA checkpoint")
     if raw.get("version") != VERSION:
@@ -128,7 +154,17 @@ def load(path: str | os.PathLike) -> Checkpoint:
         doc = _Checkpoint.model_validate(raw)
     except ValidationError as exc:
         raise CheckpointError(f"{path} is an invalid checkpoint: {_first_error(exc)}") from None
-    return _restore(doc, path)
+    except RecursionError:
+        raise CheckpointError(f"{path} is nested too deeply to be a checkpoint") from None
+    checkpoint = _restore(doc, path)
+    try:
+        expected = content_digest(raw)
+    except (ValueError, RecursionError):  # e.g. 1e999 in a free-form field: not what save() writes
+        expected = None
+    if not hmac.compare_digest(doc.digest, expected or ""):
+        raise CheckpointError(f"{path}: content does not match its digest (the checkpoint was changed "
+                              "after it was written); refusing to resume a different run")
+    return checkpoint
 
 
 def _restore(doc: _Checkpoint, path: Path) -> Checkpoint:
@@ -151,7 +187,7 @@ def _restore(doc: _Checkpoint, path: Path) -> Checkpoint:
     rng_state = (version, tuple(internal), gauss_next)
     try:
         random.Random().setstate(rng_state)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise CheckpointError(f"{path}: invalid RNG state: {exc}") from None
     try:
         population = [_load_individual(i) for i in doc.population]
@@ -167,4 +203,4 @@ def _restore(doc: _Checkpoint, path: Path) -> Checkpoint:
     for entry in doc.logbook:
         logbook.record(**entry)
     state = EvolutionState(doc.generation, population, halloffame, logbook)
-    return Checkpoint(config, state, rng_state, list(doc.wall))
+    return Checkpoint(config, state, rng_state, [w.model_dump(exclude_none=True) for w in doc.wall])

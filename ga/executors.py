@@ -30,10 +30,31 @@ from evaluator import EvaluationTask, worker
 from ga.contract import default_chunksize, genome_list, require_task, split
 
 
-def _worker_init() -> None:
-    """Ignore Ctrl-C (the parent handles it) and compile the simulation once per worker."""
+def _worker_init(parent_pid: int) -> None:
+    """Die with the parent, leave Ctrl-C to it, compile the simulation once.
+
+    The parent stops the pool itself on Ctrl-C or SIGTERM (its checkpoint is complete); were it
+    killed outright (SIGKILL, OOM), nothing would stop the workers, so each asks the kernel to
+    kill it when its parent dies. SIGTERM gets its default back (a forked worker inherits the
+    parent's handler): the pool ends workers with it.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent(parent_pid)
     _warm_up()
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; exit now if the parent is already gone."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pool's own checks are all there is
+        return
+    if os.getppid() != parent_pid:  # the parent died before the request above
+        os._exit(1)
 
 
 def _warm_up() -> None:
@@ -76,7 +97,8 @@ class LocalExecutor(Executor):
             # has created any threads (progress bars), so forking is safe.
             method = mp_context or ("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
             ctx = multiprocessing.get_context(method)
-            self._pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
+            self._pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                             initargs=(os.getpid(),))
             for _ in range(workers):
                 self._pool.submit(_noop)
         else:

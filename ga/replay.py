@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -74,13 +75,14 @@ def evolved_driver(task: EvaluationTask, genome: list[float]) -> Driver:
 def watch(run_dir: Path, task: EvaluationTask, genome: list[float], stored: LapResult | None,
           game_argv: list[str]) -> int:
     """Run the game with the evolved driver at the wheel (on its task's track unless ``--track``)."""
-    from game.__main__ import parse_args, play
+    from game.__main__ import machine_stdout, parse_args, play
 
     args = parse_args(game_argv)
     track = load_track(args.track) if args.track else task.load_track()
     lap = f", lap {stored.lap_time_s:.2f} s" if stored is not None and stored.finished else ""
     desc = f"replaying {run_dir} ({task.controller.describe()}{lap})"
-    return play(args, track, evolved_driver(task, genome), desc, recording={"replay": str(run_dir)})
+    return play(args, track, evolved_driver(task, genome), desc, out=machine_stdout(),
+                recording={"replay": str(run_dir)})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,4 +117,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        status = main()
+        sys.stdout.flush()  # inside the try: a reader that left (`| head`) is noticed here
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        status = 1
+    sys.exit(status)

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 from concurrent.futures import Executor
@@ -49,6 +50,14 @@ COURSE_OPTIONS = ("population", "track", "controller", "hidden", "seed", "max_fr
 
 class UsageError(Exception):
     """Bad command-line input: reported as one line, exit status 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``docker stop``, a Job's deletion): stop as on Ctrl-C, checkpoint kept."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -310,6 +319,7 @@ def prepare(args: argparse.Namespace):
         if not run_dir.is_dir():
             raise UsageError(f"no run folder at {run_dir}")
         cp = checkpoint.load(run_dir / "checkpoint.json")
+        atomic.remove_leftovers(run_dir)  # half-written files of a killed run
         generations = args.generations or stored_generations(run_dir) or DEFAULT_GENERATIONS
         cp.restore_rng()
         baseline = pursuit_lap(cp.config.task.load_track())
@@ -336,6 +346,18 @@ def header(run: Run, state: EvolutionState | None, generations: int, baseline_la
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; SIGTERM is handled like Ctrl-C while it runs."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        return _main(argv)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     bar = Bar()
     run: Run | None = None
     executor: Executor | None = None
@@ -359,12 +381,13 @@ def main(argv: list[str] | None = None) -> int:
         executor = None
         finish(run, state, baseline_lap)
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         stop()
         resumable = run is not None and (run.dir / "checkpoint.json").exists()
         where = f"; resume with: python -m {PROG} --resume {run.dir}" if resumable else ""
-        print(f"{PROG}: interrupted{where}", file=sys.stderr)
-        return 130
+        terminated = isinstance(exc, Terminated)
+        print(f"{PROG}: {'terminated' if terminated else 'interrupted'}{where}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     except (UsageError, CheckpointError, TrackError) as exc:
         stop()
         print(f"{PROG}: error: {exc}", file=sys.stderr)

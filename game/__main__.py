@@ -6,7 +6,8 @@
 An evolved driver is watched from the GA's side, ``python -m ga.replay RUN --watch [-- GAME FLAGS]``,
 which hands its driver to :func:`play`: the game imports nothing above it.
 
-Environment: RRP_PORT, RRP_HOST, RRP_REDIS (same meaning as the flags; flags win).
+Environment: RRP_PORT, RRP_HOST, RRP_REDIS (same meaning as the flags; flags win). With RRP_GAME_TOKEN
+set (or the variable named by --token-env), every /v1/ request needs ``Authorization: Bearer TOKEN``.
 The HTTP API starts first, so requests during start-up get 503 "starting" instead of an error.
 """
 
@@ -19,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+from typing import TextIO
 
 from game import DEFAULT_TRACK, Track, TrackError, load_track
 from game.driver import Driver, pursuit_driver
@@ -45,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=env.get("RRP_PORT", "8200"),
                    help="HTTP port, 0 = any free port (env RRP_PORT)")
     p.add_argument("--no-api", action="store_true", help="do not serve the HTTP API")
+    p.add_argument("--token-env", default="RRP_GAME_TOKEN",
+                   help="environment variable holding the API's bearer token (unset/empty: no auth)")
     p.add_argument("--mode", choices=["realtime", "lockstep"], default="realtime")
     p.add_argument("--redis", default=env.get("RRP_REDIS") or None,
                    help="record camera frames to this Redis (env RRP_REDIS)")
@@ -65,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def build_driver(args: argparse.Namespace):
+def build_driver(args: argparse.Namespace) -> tuple[Track, Driver | None, str]:
     """(track, driver or None, description) from --track / --driver."""
     track = load_track(args.track or DEFAULT_TRACK)
     if args.driver == "pursuit":
@@ -73,22 +77,44 @@ def build_driver(args: argparse.Namespace):
     return track, None, "keyboard (WASD/arrows) and HTTP controls"
 
 
-def main(argv: list[str] | None = None) -> int:
+def machine_stdout() -> TextIO:
+    """Keep stdout for the game's JSON lines: Ursina and Panda3D print banners to file descriptor 1
+    (from Python and from C++), so fd 1 is pointed at stderr and the JSON goes to a copy of the
+    original stdout."""
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    return out
+
+
+def _no_display() -> bool:
+    return sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+NO_WINDOW = ("error: cannot open a window{why}; run with --headless (offscreen, no display needed) "
+             "or under an X server (xvfb-run python -m game ...)")
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the game; ``out`` receives the JSON event lines (default stdout)."""
     args = parse_args(argv)
     try:
         track, driver, desc = build_driver(args)
     except TrackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return play(args, track, driver, desc)
+    return play(args, track, driver, desc, out=out)
 
 
-def play(
-    args: argparse.Namespace, track: Track, driver: Driver | None, desc: str, recording: dict | None = None
-) -> int:
-    """Run the game (window or headless, HTTP API, recorder, per ``args`` from :func:`parse_args`) with
-    ``driver`` at the wheel until the window closes or SIGTERM/SIGINT; ``recording``: extra metadata of
-    the recorded session."""
+def play(args: argparse.Namespace, track: Track, driver: Driver | None, desc: str, *,
+         out: TextIO | None = None, recording: dict | None = None) -> int:
+    """Run the game (window or headless, HTTP API, recorder, as ``args`` from :func:`parse_args` say) with
+    ``driver`` at the wheel until the window closes or SIGTERM/SIGINT. ``out`` receives the JSON event
+    lines (default stdout); ``recording``: extra metadata of the recorded session."""
+    out = out or sys.stdout
+    if not args.headless and not args.no_render and _no_display():
+        print(NO_WINDOW.format(why=" (no DISPLAY)"), file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     from game.app import GameRunner
 
@@ -109,7 +135,8 @@ def play(
         from game.api import ApiServer
 
         try:
-            server = ApiServer(runner, host=args.host, port=args.port).start()
+            server = ApiServer(runner, host=args.host, port=args.port,
+                               token=os.environ.get(args.token_env) or None).start()
         except RuntimeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -125,13 +152,19 @@ def play(
         if not args.no_render:
             from game.scene import UrsinaRenderer
 
-            runner.renderer = UrsinaRenderer(track, headless=args.headless, window_size=args.window_size,
-                                             frame_size=args.frame_size)
+            try:
+                runner.renderer = UrsinaRenderer(track, headless=args.headless, window_size=args.window_size,
+                                                 frame_size=args.frame_size)
+            except Exception as exc:  # Panda3D: "Could not open window." and the like
+                if args.headless:
+                    raise
+                print(NO_WINDOW.format(why=f" ({exc})"), file=sys.stderr)
+                return 2
         info = {"event": "ready", "url": f"http://{args.host}:{server.port}" if server else None,
                 "mode": args.mode, "track": track.name, "driver": desc,
                 "render": "none" if args.no_render else ("headless" if args.headless else "window"),
                 "session": recorder.session if recorder else None}
-        runner.run(stop, on_ready=lambda: print(json.dumps(info), flush=True))
+        runner.run(stop, on_ready=lambda: print(json.dumps(info), file=out, flush=True))
     except SystemExit:  # the window was closed
         pass
     finally:
@@ -142,11 +175,11 @@ def play(
             recorder.close(timeout=5)
             s = recorder.snapshot()
             print(json.dumps({"event": "recorded", "session": s["session"], "written": s["written"],
-                              "dropped": s["dropped"]}), flush=True)
+                              "dropped": s["dropped"]}), file=out, flush=True)
         if runner.renderer is not None:
             runner.renderer.close()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(out=machine_stdout()))

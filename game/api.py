@@ -19,11 +19,13 @@ The server is up before the game loop, so a request during start-up gets a clean
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import json
 import threading
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +35,7 @@ from game.app import GameError, GameRunner, NotReady
 from game.track_data import TrackData
 
 MAX_BODY = 64 * 1024
+BODY_TIMEOUT_S = 10.0
 MAX_STEPS = 25 * 600
 Key = Literal["forward", "back", "left", "right"]
 
@@ -124,48 +127,94 @@ def _keys(keys: KeyMap | list[str]) -> Any:
     return keys.model_dump() if isinstance(keys, KeyMap) else list(keys)
 
 
-class BodyLimit:
-    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413 (declared or streamed)."""
+class RequestGuard:
+    """ASGI middleware in front of every route: bearer token, body size and body time.
 
-    def __init__(self, app, limit: int = MAX_BODY):
+    - With a token, everything under ``/v1/`` needs ``Authorization: Bearer TOKEN`` (401);
+      ``/healthz``, ``/metrics`` and the API docs stay open for probes and scrapers.
+    - A declared ``Content-Length`` over ``limit`` is refused with 413 before a byte is read, and
+      the connection is closed so the client cannot make the server drain it.
+    - Otherwise the body is read here, whole, before any route runs: over ``limit`` -> 413 as soon
+      as it is exceeded (chunked uploads too), slower than ``body_timeout_s`` -> 408. A slow
+      client therefore never holds a worker thread or the game loop.
+    """
+
+    def __init__(self, app, limit: int = MAX_BODY, token: str | None = None,
+                 body_timeout_s: float = BODY_TIMEOUT_S):
         self.app = app
         self.limit = limit
+        self.token = token.encode() if token else None
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if self.token is not None and scope["path"].startswith("/v1/") and not self._authorized(scope):
+            return await _reply(send, 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
+                                [(b"www-authenticate", b"Bearer")])
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                return await self._reject(send)
-        seen = 0
-
-        async def limited_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-
+                return await self._too_large(send, f"request body of {int(value)} bytes")
         try:
-            return await self.app(scope, limited_receive, send)
+            body = await asyncio.wait_for(self._read_body(receive), self.body_timeout_s)
         except _TooLarge:
-            return await self._reject(send)
+            return await self._too_large(send, "request body")
+        except _Disconnected:
+            return None
+        except TimeoutError:
+            return await _reply(send, 408, f"request body not received within {self.body_timeout_s:g} s",
+                                [(b"connection", b"close")])
+        delivered = False
 
-    async def _reject(self, send):
-        body = f'{{"detail":"request body too large (limit {self.limit} bytes)"}}'.encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        async def replay():
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the disconnect, as the server would
+
+        return await self.app(scope, replay, send)
+
+    def _authorized(self, scope) -> bool:
+        auth = dict(scope.get("headers", ())).get(b"authorization", b"")
+        scheme, _, token = auth.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.token)
+
+    async def _read_body(self, receive) -> bytes:
+        chunks, seen = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _too_large(self, send, what: str):
+        await _reply(send, 413, f"{what} too large (limit {self.limit} bytes)", [(b"connection", b"close")])
+
+
+async def _reply(send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class _TooLarge(Exception):
     pass
 
 
-def create_api(runner: GameRunner, *, allow_track_change: bool = True) -> FastAPI:
+class _Disconnected(Exception):
+    pass
+
+
+def create_api(runner: GameRunner, *, allow_track_change: bool = True, token: str | None = None) -> FastAPI:
     app = FastAPI(
         title="RallyRoboPilot game",
         version="1",
@@ -175,13 +224,13 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True) -> FastAP
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
-        errors = exc.errors()
-        parts = []
-        for e in errors:
-            loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
-            parts.append(f"{loc}: {e.get('msg')}")
+        # Only where and what: the offending input is not echoed (it may be NaN or Infinity, which
+        # JSON cannot carry, or simply large).
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg")), "type": str(e.get("type"))}
+                  for e in exc.errors()]
+        parts = [f"{'.'.join(p for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors]
         detail = "invalid request: " + "; ".join(parts) if parts else "invalid request"
-        return JSONResponse({"detail": detail, "errors": jsonable_encoder(errors)}, status_code=422)
+        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
 
     @app.exception_handler(GameError)
     async def _game_error(_: Request, exc: GameError):
@@ -200,7 +249,11 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True) -> FastAP
             return JSONResponse({"status": "stopped"}, status_code=503)
         if not runner.ready.is_set():
             return JSONResponse({"status": "starting"}, status_code=503, headers={"Retry-After": "1"})
-        return {"status": "ok", "mode": runner.mode, "frame": runner.frame, "track": runner.track.name}
+        body = {"status": "ok", "mode": runner.mode, "frame": runner.frame, "track": runner.track.name}
+        if runner.recorder is not None:  # recording trouble is reported, not fatal: the game plays on
+            s = runner.recorder.snapshot()
+            body["recorder"] = {k: s[k] for k in ("connected", "last_error", "written", "dropped", "session")}
+        return body
 
     @app.get("/v1/state", response_model=StateOut)
     def state():
@@ -208,9 +261,10 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True) -> FastAP
         return runner.snapshot()
 
     @app.post("/v1/controls", response_model=CommandOut)
-    def controls(body: ControlsIn):
+    def controls(body: ControlsIn, request: Request):
         need_ready()
-        return runner.submit_controls(_keys(body.keys), body.frame)
+        client = request.client.host if request.client else "unknown"
+        return runner.submit_controls(_keys(body.keys), body.frame, client=client)
 
     @app.get("/v1/controls/{cmd_id}", response_model=CommandOut)
     def command(cmd_id: int):
@@ -239,7 +293,7 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True) -> FastAP
             try:
                 track = load_bundled_track(body.track)
             except TrackError as exc:
-                raise GameError(f"{exc}; bundled tracks: {bundled_tracks()}", 422) from None
+                raise GameError(str(exc), 422) from None  # the message lists the bundled tracks
         elif body.track_data is not None:
             try:
                 track = body.track_data.to_track(source="track_data")
@@ -273,7 +327,7 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True) -> FastAP
             lines.append(f"{name} {value:.17g}")
         return "\n".join(lines) + "\n"
 
-    return BodyLimit(app)  # type: ignore[return-value]
+    return RequestGuard(app, token=token)  # type: ignore[return-value]
 
 
 class ApiServer:

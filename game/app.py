@@ -37,7 +37,8 @@ from game import DT, KEYS, Race, Track
 from game.driver import Driver
 
 FPS = 25
-MAX_SCHEDULE_AHEAD = 25 * 3600  # frames: one hour
+MAX_SCHEDULE_AHEAD = 25 * 60  # frames: a command may name a frame at most one minute ahead
+MAX_PENDING_PER_CLIENT = 256   # pending commands of one client (its address): the rest stay free
 MAX_PENDING = 10_000
 COMMAND_LOG = 4096
 CATCH_UP_CAPTURE = 5  # when more frames than this are overdue, skip capturing the ones in between
@@ -93,6 +94,7 @@ class Command:
     received_frame: int
     applied_frame: int | None = None
     cancelled: bool = False
+    client: str = "local"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,6 +163,7 @@ class GameRunner:
         self._jobs: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
         self._next_cmd = 1
         self._schedule: dict[int, list[Command]] = {}
+        self._pending_by_client: dict[str, int] = {}
         self._log: OrderedDict[int, Command] = OrderedDict()
         self._keys: tuple[bool, bool, bool, bool] = (False, False, False, False)
         self._image: np.ndarray | None = None
@@ -188,6 +191,7 @@ class GameRunner:
             for c in cmds:
                 c.cancelled = True
         self._schedule.clear()
+        self._pending_by_client.clear()
         self._keys = (False, False, False, False)
 
     @property
@@ -209,14 +213,20 @@ class GameRunner:
             self.pacer.start(0)
         if changed and self.renderer is not None:
             self.renderer.set_track(self.track)
+        if changed and self.recorder is not None:
+            self.recorder.note_track(self.track.name)
         self._render(capture=self.recorder is not None)
         state = self.snapshot()
         state["cancelled_commands"] = cancelled
         return state
 
     # -- controls ----------------------------------------------------------------------------------
-    def submit_controls(self, keys: Any, frame: int | None = None) -> dict[str, Any]:
-        """Set the held keys from ``frame`` on (default: the next frame). Thread-safe, never blocks."""
+    def submit_controls(self, keys: Any, frame: int | None = None, client: str = "local") -> dict[str, Any]:
+        """Set the held keys from ``frame`` on (default: the next frame). Thread-safe, never blocks.
+
+        One client (an address) may have at most ``MAX_PENDING_PER_CLIENT`` commands pending, so a
+        client that floods the schedule is refused (429) while everyone else keeps driving.
+        """
         k = keys_tuple(keys)
         with self.lock:
             now = self.frame
@@ -231,11 +241,17 @@ class GameRunner:
                 self.counters["commands_refused"] += 1
                 raise GameError(f"frame {frame} is too far ahead (at most {MAX_SCHEDULE_AHEAD} frames after "
                                 f"the current frame {now})", 422)
+            mine = self._pending_by_client.get(client, 0)
+            if mine >= MAX_PENDING_PER_CLIENT:
+                self.counters["commands_refused"] += 1
+                raise GameError(f"too many pending commands from {client} ({mine}, at most "
+                                f"{MAX_PENDING_PER_CLIENT}); wait for some to apply", 429)
             pending = sum(len(v) for v in self._schedule.values())
             if pending >= MAX_PENDING:
                 self.counters["commands_refused"] += 1
                 raise GameError(f"too many pending commands ({pending}); wait for some to apply", 429)
-            cmd = Command(self._next_cmd, k, frame, now)
+            cmd = Command(self._next_cmd, k, frame, now, client=client)
+            self._pending_by_client[client] = mine + 1
             self._next_cmd += 1
             self._schedule.setdefault(frame, []).append(cmd)
             self._log[cmd.id] = cmd
@@ -243,6 +259,14 @@ class GameRunner:
                 self._log.popitem(last=False)
             self.counters["commands"] += 1
             return cmd.to_dict()
+
+    def _settled(self, cmd: Command) -> None:
+        """A command left the schedule: it no longer counts against its client."""
+        left = self._pending_by_client.get(cmd.client, 0) - 1
+        if left > 0:
+            self._pending_by_client[cmd.client] = left
+        else:
+            self._pending_by_client.pop(cmd.client, None)
 
     def command(self, cmd_id: int) -> dict[str, Any]:
         with self.lock:
@@ -257,6 +281,7 @@ class GameRunner:
         with self.lock:
             f = self.frame
             for cmd in self._schedule.pop(f, ()):
+                self._settled(cmd)
                 self._keys = cmd.keys
                 cmd.applied_frame = f
                 self.counters["commands_applied"] += 1
@@ -299,7 +324,8 @@ class GameRunner:
         if self.recorder is not None and self.recorder.wants(state["frame"]):
             sensing = {"speed": state["speed"], "rays": state["rays"], "x": state["car"]["x"],
                        "y": state["car"]["y"], "heading": state["car"]["heading"],
-                       "progress": state["lap"]["progress"], "track": state["track"]}
+                       "progress": state["lap"]["progress"], "track": state["track"],
+                       "episode": state["reset_count"]}
             self.recorder.offer(state["frame"], image, sensing, state["controls"])
 
     def tick(self, now: float | None = None) -> int:

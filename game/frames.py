@@ -3,9 +3,11 @@
     python -m game.frames ls --redis redis://localhost:6379/0 [--json]
     python -m game.frames export --redis URL --session ID --out DIR [--limit N]
 
-An export writes ``DIR/images/NNNNNN.jpg|png`` (named by frame index) and ``DIR/labels.csv`` with one row
-per frame: frame, image, forward, back, left, right, speed, ray_0..ray_14, x, y, heading, and
-``DIR/session.json`` with the session metadata.
+An export writes ``DIR/images/NNNNNN.jpg|png`` (named by the entry's position in the session: frame
+indices restart at 0 when the game is reset, so they cannot name files) and ``DIR/labels.csv`` with one
+row per frame: frame, image, forward, back, left, right, speed, ray_0..ray_14, x, y, heading, progress,
+stream_id, episode, track; and ``DIR/session.json`` with the session metadata and its episodes (one per
+reset: track, first row, frames).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from game.recorder import DEFAULT_PREFIX, KEYS, sessions_key, stream_key
+from game.recorder import DEFAULT_PREFIX, KEYS, redact_url, sessions_key, stream_key
 
 N_RAYS = 15
 
@@ -66,7 +68,8 @@ def export_session(
     meta_raw = r.hget(sessions_key(prefix), session)
     meta = json.loads(meta_raw) if meta_raw else {}
     header = ["frame", "image", *KEYS, "speed", *[f"ray_{i}" for i in range(N_RAYS)], "x", "y", "heading",
-              "progress", "stream_id"]
+              "progress", "stream_id", "episode", "track"]
+    episodes: list[dict[str, Any]] = []
     n = 0
     first = last = None
     start = "-"
@@ -82,13 +85,19 @@ def export_session(
                 f = {_text(k): v for k, v in fields.items()}
                 frame = int(f["frame"])
                 ext = "jpg" if _text(f.get("format", "jpeg")) == "jpeg" else "png"
-                name = f"{frame:06d}.{ext}"
+                name = f"{n:06d}.{ext}"
+                episode = int(_text(f.get("episode", "0")) or 0)
+                track = _text(f.get("track", meta.get("track", "")))
+                if not episodes or (episodes[-1]["episode"], episodes[-1]["track"]) != (episode, track):
+                    episodes.append({"episode": episode, "track": track, "first_row": n, "frames": 0})
+                episodes[-1]["frames"] += 1
                 (images / name).write_bytes(f["image"])
                 controls = json.loads(_text(f.get("controls", "{}")))
                 rays = json.loads(_text(f["rays"])) if "rays" in f else [""] * N_RAYS
                 row = [frame, f"images/{name}", *[int(bool(controls.get(k, False))) for k in KEYS],
                        _text(f.get("speed", "")), *rays,
-                       *[_text(f.get(k, "")) for k in ("x", "y", "heading", "progress")], _text(entry_id)]
+                       *[_text(f.get(k, "")) for k in ("x", "y", "heading", "progress")], _text(entry_id),
+                       episode, track]
                 writer.writerow(row)
                 n += 1
                 first = frame if first is None else first
@@ -96,7 +105,9 @@ def export_session(
             last_id = _text(entries[-1][0])
             start = "(" + last_id
     summary = {"session": session, "frames": n, "first_frame": first, "last_frame": last, "out": str(out),
-               **{k: v for k, v in meta.items() if k != "stream"}}
+               **{k: v for k, v in meta.items() if k != "stream"},
+               "tracks": list(dict.fromkeys(e["track"] for e in episodes)) or meta.get("tracks", []),
+               "episodes": episodes}
     (out / "session.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -122,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"{'session':32s} {'frames':>8s}  track")
                 for s in sessions:
-                    print(f"{s['session']:32s} {s['frames']:8d}  {s.get('track', '')}")
+                    tracks = s.get("tracks") or [s.get("track", "")]
+                    print(f"{s['session']:32s} {s['frames']:8d}  {','.join(tracks)}")
         else:
             summary = export_session(args.redis, args.session, args.out, limit=args.limit)
             print(json.dumps(summary))
@@ -133,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         import redis
 
         if isinstance(exc, redis.exceptions.ConnectionError):
-            print(f"error: cannot reach Redis at {args.redis}: {exc}", file=sys.stderr)
+            print(f"error: cannot reach Redis at {redact_url(args.redis)}: "
+                  f"{str(exc).replace(args.redis, redact_url(args.redis))}", file=sys.stderr)
             return 2
         raise
     return 0

@@ -4,14 +4,18 @@ The game loop calls :meth:`FrameRecorder.offer` once per frame. ``offer`` never 
 raw frame on a bounded queue, or counts a drop when the queue is full. A background thread encodes
 the image (JPEG or PNG) and writes one stream entry per frame with ``XADD ... MAXLEN ~ N``. When Redis
 goes away the writer keeps draining the queue (counting each lost frame as dropped), retries the
-connection every ``retry_s`` seconds and resumes writing as soon as Redis answers again.
+connection every ``retry_s`` seconds and resumes writing as soon as Redis answers again. Each change
+between "writing" and "dropping" is logged once, with the reason (unreachable, refused, out of
+memory...); the reason stays in ``snapshot()["last_error"]`` for the game's ``/healthz``.
 
 Stream layout (several games can share one Redis, each under its own session id):
 
 - ``{prefix}:frames:{session}``  stream; fields: ``session``, ``frame``, ``t``, ``image`` (bytes),
   ``format`` (jpeg|png), ``width``, ``height``, ``speed``, ``rays`` (JSON list), ``controls``
-  (JSON {key: bool}), ``x``, ``y``, ``heading``, ``track``, plus any extra scalar fields given.
-- ``{prefix}:sessions``  hash: session id -> JSON metadata (track, size, format, started).
+  (JSON {key: bool}), ``x``, ``y``, ``heading``, ``track``, ``episode`` (resets since the game
+  started: the frame index restarts at 0 with each), plus any extra scalar fields given.
+- ``{prefix}:sessions``  hash: session id -> JSON metadata (track, tracks driven so far, size,
+  format, started).
 
 Redis is imported lazily so the simulation core never needs it.
 """
@@ -28,6 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -40,6 +45,22 @@ KEYS = ("forward", "back", "left", "right")
 def new_session_id() -> str:
     """A short unique session id (time-ordered prefix + random suffix)."""
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for logs and messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable Redis URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def stream_key(session: str, prefix: str = DEFAULT_PREFIX) -> str:
@@ -130,6 +151,7 @@ class FrameRecorder:
         self._next_retry = 0.0
         self._registered = False
         self._ever_connected = False
+        self._writing: bool | None = None   # None until the first write or failure
         self._thread = threading.Thread(target=self._run, name="frame-recorder", daemon=True)
         self._started = False
 
@@ -169,6 +191,13 @@ class FrameRecorder:
             self.stats.dropped += n
             self.stats.dropped_full += n
 
+    def note_track(self, name: str) -> None:
+        """The game now drives ``name``: list it in the session's metadata (rewritten by the writer)."""
+        tracks = self.metadata.setdefault("tracks", [self.metadata["track"]] if "track" in self.metadata else [])
+        if name not in tracks:
+            self.metadata["tracks"] = [*tracks, name]
+            self._registered = False
+
     def snapshot(self) -> dict[str, Any]:
         with self._stats_lock:
             d = self.stats.as_dict()
@@ -206,6 +235,19 @@ class FrameRecorder:
                 self.stats.dropped_redis += 1
             if error:
                 self.stats.last_error = error
+        if not full:
+            self._writing_now(False)
+
+    def _writing_now(self, writing: bool) -> None:
+        """Log each change between writing frames and dropping them (writer thread only)."""
+        if writing == self._writing:
+            return
+        self._writing = writing
+        where = f"Redis {redact_url(self.url)} (stream {self.key})"
+        if writing:
+            log.info("recording frames to %s", where)
+        else:
+            log.warning("dropping frames: cannot write to %s: %s", where, self.stats.last_error)
 
     def _set_connected(self, value: bool, error: str | None = None) -> None:
         with self._stats_lock:
@@ -248,6 +290,8 @@ class FrameRecorder:
 
     def _register(self) -> None:
         meta = dict(self.metadata)
+        if "track" in meta:
+            meta.setdefault("tracks", [meta["track"]])
         meta.setdefault("started", time.time())
         meta.update(format=self.fmt, every=self.every, stream=self.key)
         try:
@@ -303,7 +347,7 @@ class FrameRecorder:
             return
         try:
             self._client.xadd(self.key, fields, maxlen=self.maxlen, approximate=True)
-        except Exception as exc:  # noqa: BLE001 - Redis went away: drop, reconnect later
+        except Exception as exc:  # noqa: BLE001 - Redis went away or refused (full): drop, reconnect later
             self._drop_client(exc)
             self._count_drop()
             return
@@ -311,6 +355,7 @@ class FrameRecorder:
             self._register()
         with self._stats_lock:
             self.stats.written += 1
+        self._writing_now(True)
 
     def _run(self) -> None:
         while True:

@@ -7,12 +7,15 @@ evolved controllers this way.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from game import KEYS, Observation
+
+TOKEN_ENV = "RRP_GAME_TOKEN"
 
 
 class RemoteGameError(RuntimeError):
@@ -22,12 +25,15 @@ class RemoteGameError(RuntimeError):
 class RemoteGame:
     """A thin lock-step client of the game's HTTP API."""
 
-    def __init__(self, url: str, *, timeout: float = 30.0, client: Any = None):
+    def __init__(self, url: str, *, timeout: float = 30.0, client: Any = None, token: str | None = None):
+        """``token``: the game's bearer token (default: the environment's ``RRP_GAME_TOKEN``, if set)."""
         import httpx
 
         self.url = url.rstrip("/")
         self._own = client is None
-        self.client = client or httpx.Client(base_url=self.url, timeout=timeout)
+        token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self.client = client or httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         r = self.client.post(path, json=body)

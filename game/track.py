@@ -30,7 +30,12 @@ SAMPLE_SPACING = 1.0  # metres between centre-line samples
 CLEARANCE = 4.0  # metres of wall between two distant parts of the road (> one step at top speed)
 CURVE_MARGIN = 1.0  # the inner wall keeps at least this radius
 BAND = 6.0  # metres around the road where the grid is precomputed
+MAX_GRID_CELLS = 8_000_000
+"""The precomputed grid covers the track's bounding box every 0.5 m (8 bytes a node, twice that
+while it is built), so memory grows with the box, not the road: a 20 km circle would need 3 GB.
+8 million nodes (64 MB; a box of about 1.4 x 1.4 km) is 8 times the largest bundled track."""
 CHECKPOINT_SPACING = 100.0  # metres between ordered checkpoints
+TRACK_KEYS = ("name", "width", "points", "description")
 
 
 class TrackError(ValueError):
@@ -55,6 +60,14 @@ class Track:
         """Validate a parsed JSON document and build the track; TrackError names the problem."""
         if not isinstance(data, dict):
             raise TrackError(f"{source}: expected a JSON object with 'name', 'width' and 'points'")
+        unknown = sorted(str(k) for k in data if k not in TRACK_KEYS)
+        if unknown:
+            raise TrackError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; a track has "
+                             "'name', 'width', 'points' and optionally 'description'")
+        missing = [k for k in ("width", "points") if k not in data]
+        if missing:
+            raise TrackError(f"{source}: missing {' and '.join(map(repr, missing))} (a track needs a 'width' "
+                             "in metres and 'points', a list of [x, y] pairs)")
         name = data.get("name", Path(source).stem)
         if not isinstance(name, str) or not name.strip() or len(name) > 64:
             raise TrackError(f"{source}: 'name' must be a non-empty string of at most 64 characters")
@@ -114,6 +127,14 @@ class Track:
         length = self.length
         if not MIN_LENGTH <= length <= MAX_LENGTH:
             raise TrackError(f"{label}: length {length:.0f} m is outside {MIN_LENGTH:g}..{MAX_LENGTH:g} m")
+        _, _, nx, ny = self.grid_shape
+        if nx * ny > MAX_GRID_CELLS:
+            w, h = (nx - 1) * geometry.GRID_STEP, (ny - 1) * geometry.GRID_STEP
+            raise TrackError(
+                f"{label}: its bounding box of {w:.0f} x {h:.0f} m needs {nx * ny:,} grid cells, over the limit "
+                f"of {MAX_GRID_CELLS:,} (about {math.sqrt(MAX_GRID_CELLS) * geometry.GRID_STEP:.0f} m square); "
+                "make the track more compact"
+            )
         radius = self.curve_radius
         need = self.width / 2 + CURVE_MARGIN
         if radius.min() < need:
@@ -204,11 +225,21 @@ class Track:
         return float(x), float(y), math.atan2(ty, tx)
 
     @cached_property
+    def grid_shape(self) -> tuple[float, float, int, int]:
+        """Origin and node counts of the precomputed grid (bounding box plus the band)."""
+        return geometry.grid_origin_and_shape(self._cx, self._cy, self.width / 2 + BAND + 2.0)
+
+    @property
+    def memory_bytes(self) -> int:
+        """What the track holds once it has been driven: the grid (8 bytes a node) and the centre line."""
+        _, _, nx, ny = self.grid_shape
+        return nx * ny * 8 + self._cx.nbytes * 8
+
+    @cached_property
     def kernel_data(self) -> tuple[np.ndarray, ...]:
         """Arrays the compiled kernels read: cx, cy, segment lengths, arc, node segment, sdf, grid."""
         cx, cy = self._cx, self._cy
-        margin = self.width / 2 + BAND + 2.0
-        ox, oy, nx, ny = geometry.grid_origin_and_shape(cx, cy, margin)
+        ox, oy, nx, ny = self.grid_shape
         node_seg, sdf = geometry.build_grid(cx, cy, self.width / 2, BAND, ox, oy, geometry.GRID_STEP, nx, ny)
         grid = np.array([ox, oy, 1.0 / geometry.GRID_STEP, nx, ny, self.width / 2, self.length])
         return cx, cy, np.ascontiguousarray(self.segment_lengths), np.ascontiguousarray(self.arc), node_seg, sdf, grid

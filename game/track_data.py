@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
 from game.track import MAX_POINTS, Track
 
@@ -20,8 +20,8 @@ class TrackData(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1, max_length=64)
-    width: float
-    points: tuple[tuple[float, float], ...] = Field(min_length=4, max_length=MAX_POINTS)
+    width: FiniteFloat
+    points: tuple[tuple[FiniteFloat, FiniteFloat], ...] = Field(min_length=4, max_length=MAX_POINTS)
     description: str = Field(default="", max_length=500)
 
     def to_track(self, source: str | None = None) -> Track:

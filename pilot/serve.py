@@ -173,8 +173,9 @@ class ModelSlot:
         self._pending: tuple | None = None  # a change seen once, loaded when seen again unchanged
         self._lock = asyncio.Lock()
 
-    def signature(self) -> tuple | None:
-        """Where the model file really is (symlinks resolved) and both files' stat, or None if absent."""
+    def signature(self) -> tuple:
+        """Where the model file really is (symlinks resolved) and both files' stat; (path, None) while
+        either file is missing."""
         onnx = Path(os.path.realpath(_model_file(self.path)))
         try:
             a, b = onnx.stat(), (onnx.parent / CARD_FILE).stat()

@@ -91,3 +91,43 @@ def mutate_and_load(tmp_path, evolved, change) -> CheckpointError:
 ], ids=["format", "version", "missing", "size", "genome", "generation", "rng", "result", "config"])
 def test_invalid_documents_are_refused_with_a_reason(tmp_path, evolved, change, words):
     assert words in str(mutate_and_load(tmp_path, evolved, change))
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d["population"][0].update(fitness=d["population"][0]["fitness"] + 1.0),
+    lambda d: d["population"][1]["genome"].__setitem__(0, 0.5),
+    lambda d: d["hall_of_fame"][0]["genome"].__setitem__(2, -0.25),
+    lambda d: d["rng_state"][1].__setitem__(5, d["rng_state"][1][5] ^ 1),
+    lambda d: d["config"].update(seed=d["config"]["seed"] + 1),
+    lambda d: d["config"]["task"].update(max_frames=d["config"]["task"]["max_frames"] + 1),
+    lambda d: d["logbook"][-1].update(nevals=0),
+], ids=["fitness", "gene", "hall-of-fame", "rng-word", "seed", "max-frames", "logbook"])
+def test_a_changed_content_is_refused_by_its_digest(tmp_path, evolved, change):
+    assert "digest" in str(mutate_and_load(tmp_path, evolved, change))
+
+
+def test_wall_timings_are_outside_the_digest(tmp_path, evolved):
+    state, rng = evolved
+    doc = checkpoint.to_json(CONFIG, state, rng, [{"gen": 0, "seconds": 1.5, "evals_per_s": 4.0}])
+    doc["wall"][0]["seconds"] = 2.5  # timings do not steer the run
+    (tmp_path / "cp.json").write_text(json.dumps(doc))
+    assert checkpoint.load(tmp_path / "cp.json").wall[0]["seconds"] == 2.5
+
+
+@pytest.mark.parametrize(("text_of", "words"), [
+    (lambda d: json.dumps({**d, "population": [{**d["population"][0], "fitness": 12345.5}, *d["population"][1:]]})
+     .replace("12345.5", "1e999"), "finite"),
+    (lambda d: json.dumps({**d, "hall_of_fame": []}), "hall_of_fame"),
+    (lambda d: json.dumps({k: v for k, v in d.items() if k != "digest"}), "digest"),
+    (lambda d: json.dumps(d)[:-1] + ', "deep": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+    (lambda d: json.dumps({**d, "logbook": [{**d["logbook"][0], "x": [[[[1e999]]]]}, *d["logbook"][1:]]})
+     .replace("Infinity", "1e999"), "digest"),
+    (lambda d: json.dumps({**d, "wall": [{"gen": "first"}]}), "wall"),
+], ids=["infinite-fitness", "empty-hall-of-fame", "no-digest", "deeply-nested", "infinity-in-logbook", "wall"])
+def test_hostile_documents_are_one_clear_error(tmp_path, evolved, text_of, words):
+    state, rng = evolved
+    path = tmp_path / "cp.json"
+    path.write_text(text_of(checkpoint.to_json(CONFIG, state, rng, [])))
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.load(path)
+    assert words in str(info.value)

@@ -1,6 +1,7 @@
 """ga.run / ga.replay command lines: bad input gives one clear line and a non-zero exit."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -89,6 +90,29 @@ def test_tampered_checkpoint(tmp_path, finished_run):
     assert_one_line_error(cli("ga.run", "--resume", str(run_dir)), "genes")
 
 
+def test_changed_fitness_is_refused_in_one_line(tmp_path, finished_run):
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    doc = json.loads((run_dir / "checkpoint.json").read_text())
+    doc["population"][0]["fitness"] += 1.0  # a valid shape, another run
+    (run_dir / "checkpoint.json").write_text(json.dumps(doc))
+    assert_one_line_error(cli("ga.run", "--resume", str(run_dir)), "digest")
+
+
+def test_resume_removes_leftover_temporary_files(tmp_path, finished_run):
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    leftover = run_dir / ".checkpoint.json.k2j3h4.tmp"  # what a kill during a write leaves
+    leftover.write_text('{"half": ')
+    assert main(["--resume", str(run_dir)]) == 0
+    assert not leftover.exists()
+
+
+def test_run_files_have_the_usual_mode(finished_run):
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("checkpoint.json", "best.json", "config.json", "log.csv", "fitness.png"):
+        assert (finished_run / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
 def test_resume_without_checkpoint(tmp_path):
     (tmp_path / "empty").mkdir()
     assert_one_line_error(cli("ga.run", "--resume", str(tmp_path / "empty")), "no checkpoint")
@@ -107,6 +131,17 @@ def test_replay_re_drives_best_json(finished_run, capsys):
     out = capsys.readouterr().out
     assert "identical to the result stored in best.json" in out
     assert f"python -m ga.replay {finished_run} --watch" in out
+
+
+def test_replay_into_a_closed_pipe_is_quiet(finished_run):
+    """``python -m ga.replay RUN | head -0``: the reader is gone before the first line."""
+    proc = subprocess.Popen([sys.executable, "-m", "ga.replay", str(finished_run)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.wait(timeout=300)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert proc.returncode == 1
 
 
 def test_replay_bad_folder(tmp_path):

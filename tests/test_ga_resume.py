@@ -1,6 +1,7 @@
 """Reproducibility: same seed -> same run; a stopped and resumed run ends where the
 uninterrupted run ends (simulated stop, and a real SIGKILL of the process)."""
 
+import contextlib
 import json
 import os
 import signal
@@ -155,3 +156,47 @@ def test_a_dead_worker_is_one_line_and_the_run_resumes(tmp_path):
     generation = checkpoint.load(out / "checkpoint.json").state.generation
     resume(out, "--generations", str(generation + 1), "--workers", "2")
     assert checkpoint.load(out / "checkpoint.json").state.generation == generation + 1
+
+
+def local_workers(proc: subprocess.Popen) -> list[psutil.Process]:
+    parent = psutil.Process(proc.pid)
+    workers = [c for c in parent.children() if c.cmdline() == parent.cmdline()]
+    assert len(workers) == 2, "expected the two worker processes"
+    return workers
+
+
+def test_workers_die_with_a_killed_run(tmp_path):
+    out = tmp_path / "orphans"
+    proc = start_cli(*SMALL, "--generations", "300", "--workers", "2", "--out", str(out))
+    try:
+        wait_for_generation(out / "checkpoint.json", 1, proc)
+        workers = local_workers(proc)
+        proc.kill()  # the parent alone, as the OOM killer would
+        proc.wait()
+        _, alive = psutil.wait_procs(workers, timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert alive == [], f"worker processes outlived their run: {alive}"
+
+
+def test_sigterm_is_like_ctrl_c(tmp_path):
+    out = tmp_path / "term"
+    proc = start_cli(*SMALL, "--generations", "300", "--workers", "2", "--out", str(out))
+    try:
+        wait_for_generation(out / "checkpoint.json", 1, proc)
+        workers = local_workers(proc)
+        proc.terminate()  # the parent alone, as `kill PID` does
+        _, err = proc.communicate(timeout=120)
+        _, alive = psutil.wait_procs(workers, timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "terminated" in lines[0] and f"--resume {out}" in lines[0], err
+    assert alive == []
+    cp = checkpoint.load(out / "checkpoint.json")
+    assert 1 <= cp.state.generation < 300

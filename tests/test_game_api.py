@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -11,7 +12,9 @@ import pytest
 
 from game import Race, bundled_tracks, generate_track, load_track
 from game.api import ApiServer
-from game.app import GameRunner
+from game.app import MAX_PENDING_PER_CLIENT, GameRunner
+from game.recorder import FrameRecorder
+from game.remote import RemoteGame
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +23,8 @@ def track():
 
 
 class Game:
-    def __init__(self, track, mode):
-        self.runner = GameRunner(track, mode)
+    def __init__(self, track, mode, recorder=None):
+        self.runner = GameRunner(track, mode, recorder=recorder)
         self.server = ApiServer(self.runner, port=0).start()
         self.url = f"http://127.0.0.1:{self.server.port}"
         self.client = httpx.Client(base_url=self.url, timeout=30)
@@ -192,3 +195,128 @@ def test_concurrent_steps_are_serialised(lockstep):
     assert not errors
     assert c.get("/v1/state").json()["frame"] == 80
     assert np.isfinite(c.get("/v1/state").json()["speed"])
+
+
+def test_healthz_tells_why_frames_are_not_recorded(track):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"redis://:secret@127.0.0.1:{s.getsockname()[1]}/0"
+    recorder = FrameRecorder(dead, session="h1", retry_s=0.0).start()
+    g = Game(track, "lockstep", recorder=recorder).start_loop()
+    try:
+        recorder.offer(0, np.zeros((8, 8, 3), np.uint8))
+        assert recorder.flush()
+        body = g.client.get("/healthz").json()
+        assert body["status"] == "ok"  # the game plays on without its recorder
+        assert body["recorder"]["connected"] is False and body["recorder"]["dropped"] >= 1
+        assert "connect" in body["recorder"]["last_error"]
+        assert "rrp_recorder_connected 0" in g.client.get("/metrics").text
+    finally:
+        g.close()
+        recorder.close()
+
+
+@pytest.mark.parametrize(("path", "raw", "field"), [
+    ("/v1/reset", b'{"max_frames": NaN}', "max_frames"),
+    ("/v1/controls", b'{"keys": ["forward"], "frame": Infinity}', "frame"),
+    ("/v1/step", b'{"keys": [], "steps": -Infinity}', "steps"),
+    ("/v1/reset", b'{"track_data": {"name": "n", "width": NaN, "points": [[0,0],[300,0],[300,300],[0,300]]}}',
+     "width"),
+    ("/v1/reset", b'{"track_data": {"name": "n", "width": 12, "points": [[0,0],[NaN,0],[300,300],[0,300]]}}',
+     "points"),
+])
+def test_nan_and_infinity_are_a_clear_422(lockstep, path, raw, field):
+    r = lockstep.client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert field in r.json()["detail"] and "finite" in r.json()["detail"]
+    assert "NaN" not in r.text and "Infinity" not in r.text  # the input is not echoed
+
+
+def chunked(total: int, piece: int = 8192):
+    """A body streamed without Content-Length (chunked transfer encoding)."""
+    sent = 0
+    while sent < total:
+        yield b" " * min(piece, total - sent)
+        sent += piece
+
+
+def test_streamed_body_over_the_limit_is_413(lockstep):
+    r = lockstep.client.post("/v1/step", content=chunked(200_000), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
+
+
+def test_declared_big_body_is_refused_before_it_is_read(lockstep):
+    """A client that declares 50 MB and sends only the headers gets its 413 at once."""
+    with socket.create_connection(("127.0.0.1", lockstep.server.port), timeout=10) as s:
+        s.sendall(b"POST /v1/step HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 50000000\r\n\r\n")
+        reply = s.recv(4096).decode()
+        assert reply.startswith("HTTP/1.1 413") and "close" in reply.lower()
+        rest = s.recv(4096)  # the server closes instead of waiting for 50 MB
+        while rest and b"too large" in rest:
+            rest = s.recv(4096)
+        assert rest == b""
+
+
+def test_a_slow_body_is_timed_out(track, monkeypatch):
+    monkeypatch.setattr("game.api.BODY_TIMEOUT_S", 0.5)
+    g = Game(track, "lockstep").start_loop()
+    try:
+        with socket.create_connection(("127.0.0.1", g.server.port), timeout=10) as s:
+            s.sendall(b"POST /v1/step HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 100\r\n\r\n{")  # and then nothing
+            assert s.recv(4096).decode().startswith("HTTP/1.1 408")
+        assert g.client.post("/v1/step", json={"keys": [], "steps": 1}).status_code == 200
+    finally:
+        g.close()
+
+
+def test_one_client_cannot_lock_the_others_out(realtime):
+    far = realtime.client.get("/v1/state").json()["frame"] + 1000
+    codes = [realtime.client.post("/v1/controls", json={"keys": ["left"], "frame": far}).status_code
+             for _ in range(MAX_PENDING_PER_CLIENT + 5)]
+    assert codes.count(200) == MAX_PENDING_PER_CLIENT and set(codes[MAX_PENDING_PER_CLIENT:]) == {429}
+    # another client (another address: 127.0.0.2 is loopback too) still gets its commands in
+    with httpx.Client(base_url=realtime.url, transport=httpx.HTTPTransport(local_address="127.0.0.2")) as other:
+        r = other.post("/v1/controls", json={"keys": ["forward"]})
+    assert r.status_code == 200, r.text
+
+
+def test_commands_are_bounded_in_how_far_ahead_they_go(realtime):
+    now = realtime.client.get("/v1/state").json()["frame"]
+    r = realtime.client.post("/v1/controls", json={"keys": ["left"], "frame": now + 25 * 3600})
+    assert r.status_code == 422 and "too far ahead" in r.json()["detail"]
+
+
+def test_bearer_token_guards_the_api(track):
+    runner = GameRunner(track, "lockstep")
+    server = ApiServer(runner, port=0, token="s3cret").start()
+    stop = threading.Event()
+    loop = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+    loop.start()
+    runner.ready.wait(10)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}") as c:
+            assert c.get("/healthz").status_code == 200  # probes need no token
+            r = c.post("/v1/step", json={"keys": [], "steps": 1})
+            assert r.status_code == 401 and "bearer token" in r.json()["detail"]
+            assert c.get("/v1/state", headers={"Authorization": "Bearer wrong"}).status_code == 401
+            r = c.post("/v1/step", json={"keys": [], "steps": 1}, headers={"Authorization": "Bearer s3cret"})
+            assert r.status_code == 200 and r.json()["frame"] == 1
+        assert RemoteGame(f"http://127.0.0.1:{server.port}", token="s3cret").state()["frame"] == 1
+    finally:
+        stop.set()
+        loop.join(10)
+        server.stop()
+
+
+def test_unknown_track_lists_the_tracks_once(lockstep):
+    detail = lockstep.client.post("/v1/reset", json={"track": "nowhere"}).json()["detail"]
+    assert detail.count("circuit") == 1, detail
+
+
+def test_an_inline_track_too_big_to_precompute_is_a_422(lockstep):
+    from test_sim_core import BIG_CIRCLE
+
+    r = lockstep.client.post("/v1/reset", json={"track_data": BIG_CIRCLE})
+    assert r.status_code == 422 and "grid cells" in r.json()["detail"], r.text

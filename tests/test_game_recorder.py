@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import subprocess
 import time
 
@@ -13,7 +14,7 @@ import redis
 from support import free_port
 
 from game import frames as frames_cli
-from game.recorder import FrameRecorder, encode_image, sessions_key, stream_key
+from game.recorder import FrameRecorder, encode_image, redact_url, sessions_key, stream_key
 
 
 class RedisServer:
@@ -170,8 +171,8 @@ def test_export_and_ls_cli(redis_server, tmp_path, capsys):
 
     assert frames_cli.main(["ls", "--redis", redis_server.url, "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert listed == [{"session": "s5", "frames": 450, "track": "oval", "started": listed[0]["started"],
-                       "format": "jpeg", "every": 1}]
+    assert listed == [{"session": "s5", "frames": 450, "track": "oval", "tracks": ["oval"],
+                       "started": listed[0]["started"], "format": "jpeg", "every": 1}]
 
     out = tmp_path / "ds"
     assert frames_cli.main(["export", "--redis", redis_server.url, "--session", "s5", "--out", str(out)]) == 0
@@ -191,3 +192,49 @@ def test_export_and_ls_cli(redis_server, tmp_path, capsys):
     dead = f"redis://127.0.0.1:{free_port()}/0"
     assert frames_cli.main(["ls", "--redis", dead]) == 2
     assert "cannot reach Redis" in capsys.readouterr().err
+
+
+def test_each_change_of_redis_state_is_logged_once_with_its_reason(redis_server, caplog):
+    caplog.set_level(logging.INFO, logger="game.recorder")
+    rec = FrameRecorder(redis_server.url, session="s6", retry_s=0.0, socket_timeout=0.5).start()
+
+    def burst(start: int) -> list[logging.LogRecord]:
+        caplog.clear()
+        for i in range(start, start + 10):
+            rec.offer(i, _image(i), _sensing(i), {})
+        assert rec.flush()
+        return [r for r in caplog.records if r.name == "game.recorder"]
+
+    up = burst(0)
+    assert [r.levelno for r in up] == [logging.INFO] and "recording frames" in up[0].getMessage()
+    redis_server.stop()
+    down = burst(10)  # ten failed writes and reconnection attempts, one line
+    assert [r.levelno for r in down] == [logging.WARNING]
+    assert "dropping frames" in down[0].getMessage() and "Connection" in down[0].getMessage()
+    redis_server.start()
+    again = burst(20)
+    rec.close()
+    assert [r.levelno for r in again] == [logging.INFO]
+
+
+def test_a_full_redis_is_logged_with_its_reason(redis_server, caplog):
+    caplog.set_level(logging.INFO, logger="game.recorder")
+    redis.Redis.from_url(redis_server.url).config_set("maxmemory", "1")  # every write refused: OOM
+    rec = FrameRecorder(redis_server.url, session="s7", retry_s=0.0).start()
+    for i in range(5):
+        rec.offer(i, _image(i), _sensing(i), {})
+    assert rec.flush()
+    rec.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "maxmemory" in warnings[0], warnings
+    assert "maxmemory" in rec.snapshot()["last_error"] and rec.snapshot()["written"] == 0
+
+
+def test_redis_password_is_redacted_in_messages(capsys):
+    secret_url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    assert redact_url(secret_url) == secret_url.replace("hunter2", "***")
+    assert redact_url("redis://user:pw@[::1]:6379/0") == "redis://user:***@[::1]:6379/0"
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert frames_cli.main(["ls", "--redis", secret_url]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach Redis" in err and "hunter2" not in err and ":***@" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -33,13 +34,11 @@ class GameProcess:
             [sys.executable, *command, "--headless", "--port", "0", *args],
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True,
         )
-        self.info = None
-        for line in self.proc.stdout:  # Ursina prints banners first; our line is JSON
-            if line.startswith("{"):
-                self.info = json.loads(line)
-                break
-        if self.info is None:
+        first = self.proc.stdout.readline()  # stdout is machine-readable: Ursina's banners go to stderr
+        if not first:
             raise RuntimeError(f"game did not start: {(tmp_path / 'game.log').read_text()[-2000:]}")
+        self.info = json.loads(first)
+        assert self.info["event"] == "ready"
         self.url = self.info["url"]
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
@@ -220,3 +219,42 @@ def test_requests_during_startup_do_not_hurt_the_game(tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_export_after_reset_keeps_every_frame_and_names_each_track(tmp_path, redis_server, capsys):
+    """Frame indices restart at 0 on /v1/reset: the export must neither overwrite images nor
+    forget which track each episode drove."""
+    from game import frames as frames_cli
+
+    game = GameProcess("--mode", "lockstep", "--track", "circuit", "--redis", redis_server.url,
+                       "--session", "twotracks", "--image-format", "png", tmp_path=tmp_path)
+    try:
+        game.client.post("/v1/step", json={"keys": ["forward"], "steps": 30})
+        assert game.client.post("/v1/reset", json={"track": "oval"}).status_code == 200
+        game.client.post("/v1/step", json={"keys": ["forward"], "steps": 20})
+    finally:
+        game.stop()
+    out = tmp_path / "ds"
+    assert frames_cli.main(["export", "--redis", redis_server.url, "--session", "twotracks", "--out", str(out)]) == 0
+    with open(out / "labels.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    images = {p.name for p in (out / "images").iterdir()}
+    assert len(rows) == len(images) == len({r["image"] for r in rows})  # one image per row, none overwritten
+    assert [r["track"] for r in rows[:2]] == ["circuit", "circuit"] and rows[-1]["track"] == "oval"
+    assert rows[0]["episode"] != rows[-1]["episode"]
+    session = json.loads((out / "session.json").read_text())
+    assert session["tracks"] == ["circuit", "oval"]
+    assert [e["track"] for e in session["episodes"]] == ["circuit", "oval"]
+    assert sum(e["frames"] for e in session["episodes"]) == len(rows)
+    capsys.readouterr()
+    assert frames_cli.main(["ls", "--redis", redis_server.url]) == 0
+    assert "circuit,oval" in capsys.readouterr().out
+
+
+def test_without_a_display_the_game_says_what_to_do_in_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    proc = subprocess.run([sys.executable, "-m", "game", "--port", "0"], cwd=tmp_path,
+                          env=dict(env, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--headless" in lines[0] and "xvfb-run" in lines[0], proc.stderr

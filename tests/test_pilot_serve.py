@@ -374,3 +374,32 @@ def test_cli_refuses_bad_settings_with_one_line():
     proc = subprocess.run([sys.executable, "-m", "pilot.serve", "--model", "m"], cwd=REPO,
                           env={**env, "RRP_MAX_BATCH": "many"}, capture_output=True, text=True)
     assert proc.returncode != 0 and proc.stderr.strip().endswith("RRP_MAX_BATCH must be int, got 'many'")
+
+
+DRIVE_BOTH = """
+import json, sys
+from pilot.drive import drive_lap, open_pilot
+from pilot.tracks import track_by_name
+from game.scene import UrsinaRenderer
+
+local, served = open_pilot(sys.argv[1]), open_pilot(sys.argv[2])
+assert type(served).__name__ == "PilotClient" and served.input_size == local.input_size
+track = track_by_name("oval")
+renderer = UrsinaRenderer(track, headless=True, frame_size=local.input_size, hud=False)
+laps = [drive_lap(renderer, track, pilot, delay=1, max_frames=60).to_dict() for pilot in (local, served)]
+print(json.dumps(laps))
+"""
+
+
+def test_pilot_drive_from_the_url_drives_exactly_like_the_file(server, model_dir):
+    """`python -m pilot.drive URL` goes through PilotClient: the same frames give the same keys, so the
+    lap (up to 60 lock-step frames of real offscreen rendering, in a child process: one renderer per process)
+    is identical to driving from the model file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RRP_")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run([sys.executable, "-c", DRIVE_BOTH, str(model_dir), server.url], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    local, served = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert local == served
+    assert local["distance_m"] > 0, local

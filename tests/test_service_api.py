@@ -286,3 +286,27 @@ def test_a_worker_dying_mid_request_gives_503_and_is_replaced():
             assert [w.pid for w in _worker_processes(ev)] != [worker.pid]
     finally:
         ev.stop()
+
+
+SQUARE = [[0, 0], [300, 0], [300, 300], [0, 300]]
+
+
+@pytest.mark.parametrize(("track_raw", "field"), [
+    ('{"name": "n", "width": NaN, "points": ' + json.dumps(SQUARE) + "}", "task.track.width"),
+    ('{"name": "n", "width": 12, "points": [[0, 0], [NaN, 0], [300, 300], [0, 300]]}', "task.track.points[1][0]"),
+    ('{"name": "n", "width": Infinity, "points": ' + json.dumps(SQUARE) + "}", "task.track.width"),
+], ids=["nan-width", "nan-point", "infinite-width"])
+def test_nan_in_an_inline_track_is_a_422(client, track_raw, field):
+    task = json.dumps(_task_json()).replace(f'"{DEFAULT_TRACK}"', track_raw)
+    resp = client.post("/v1/evaluations", content='{"task": ' + task + ', "genomes": [' + GOOD + "]}",
+                       headers={"content-type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    assert field in [e["field"] for e in resp.json()["errors"]] and "finite" in resp.json()["detail"]
+
+
+def test_a_track_too_big_to_precompute_is_a_422_naming_the_limit(client):
+    from test_sim_core import BIG_CIRCLE
+
+    resp = client.post("/v1/evaluations", json={"task": _task_json(track=BIG_CIRCLE), "genomes": [genomes(1)[0]]})
+    assert resp.status_code == 422, resp.text
+    assert "grid cells" in resp.json()["detail"] and "8,000,000" in resp.json()["detail"]

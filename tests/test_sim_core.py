@@ -238,11 +238,21 @@ def test_track_file_round_trip(tmp_path):
     assert track.name == "mine" and track.length == pytest.approx(load_track("oval").length)
 
 
+BIG_CIRCLE = {"name": "big", "width": 12, "points": [  # a valid 20 km loop whose grid would need 3 GB
+    [3180 * math.cos(2 * math.pi * i / 120), 3180 * math.sin(2 * math.pi * i / 120)] for i in range(120)]}
+
+
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
         ("[1, 2", "not valid JSON"),
-        ({"name": "t", "points": [[0, 0], [100, 0], [100, 100], [0, 100]]}, "'width' must be a number"),
+        ({"name": "t", "points": [[0, 0], [100, 0], [100, 100], [0, 100]]}, "missing 'width'"),
+        ({"name": "t", "width": 10}, "missing 'points'"),
+        ({"name": "t", "width": None, "points": [[0, 0], [100, 0], [100, 100], [0, 100]]},
+         "'width' must be a number"),
+        ({"name": "t", "width": 10, "widht": 12, "points": [[0, 0], [100, 0], [100, 100], [0, 100]]},
+         "unknown key.*'widht'"),
+        (BIG_CIRCLE, "grid cells, over the limit of 8,000,000"),
         ({"name": "t", "width": 3, "points": [[0, 0], [100, 0], [100, 100], [0, 100]]}, "outside 6..40"),
         ({"name": "t", "width": 10, "points": [[0, 0], [100, 0]]}, "'points' must be a list of 4"),
         ({"name": "t", "width": 10, "points": [[0, 0], [100, "x"], [100, 100], [0, 100]]}, r"points\[1\]"),
