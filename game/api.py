@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from game import KEYS, TrackError, bundled_tracks, load_bundled_track
 from game.app import GameError, GameRunner, NotReady
+from game.prometheus import CONTENT_TYPE, exposition, registry_of
 from game.track_data import TrackData
 
 MAX_BODY = 64 * 1024
@@ -318,14 +319,11 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True, token: st
     def tracks():
         return {"tracks": bundled_tracks(), "current": runner.track.name, "keys": list(KEYS)}
 
+    metrics_registry = registry_of(runner.metrics)
+
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics():
-        lines = []
-        for name, value in sorted(runner.metrics().items()):
-            kind = "counter" if name.endswith("_total") else "gauge"
-            lines.append(f"# TYPE {name} {kind}")
-            lines.append(f"{name} {value:.17g}")
-        return "\n".join(lines) + "\n"
+        return Response(exposition(metrics_registry), media_type=CONTENT_TYPE)
 
     return RequestGuard(app, token=token)  # type: ignore[return-value]
 
