@@ -118,17 +118,7 @@ def play(args: argparse.Namespace, track: Track, driver: Driver | None, desc: st
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     from game.app import GameRunner
 
-    recorder = None
-    if args.redis:
-        from game.recorder import FrameRecorder
-
-        recorder = FrameRecorder(args.redis, args.session, every=args.record_every, fmt=args.image_format,
-                                 maxlen=args.stream_maxlen,
-                                 metadata={"track": track.name, "size": list(args.frame_size), "mode": args.mode,
-                                           "replay": None, **(recording or {})}).start()
-        if args.no_render:
-            print("warning: --no-render records no camera frames", file=sys.stderr)
-
+    recorder = _start_recorder(args, track, recording) if args.redis else None
     runner = GameRunner(track, args.mode, recorder=recorder, driver=driver)
     server = None
     if not args.no_api:
@@ -169,16 +159,33 @@ def play(args: argparse.Namespace, track: Track, driver: Driver | None, desc: st
         pass
     finally:
         stop.set()
-        if server is not None:
-            server.stop()
-        if recorder is not None:
-            recorder.close(timeout=5)
-            s = recorder.snapshot()
-            print(json.dumps({"event": "recorded", "session": s["session"], "written": s["written"],
-                              "dropped": s["dropped"]}), file=out, flush=True)
-        if runner.renderer is not None:
-            runner.renderer.close()
+        _close(server, recorder, runner, out)
     return 0
+
+
+def _start_recorder(args: argparse.Namespace, track: Track, recording: dict | None):
+    from game.recorder import FrameRecorder
+
+    recorder = FrameRecorder(args.redis, args.session, every=args.record_every, fmt=args.image_format,
+                             maxlen=args.stream_maxlen,
+                             metadata={"track": track.name, "size": list(args.frame_size), "mode": args.mode,
+                                       "replay": None, **(recording or {})}).start()
+    if args.no_render:
+        print("warning: --no-render records no camera frames", file=sys.stderr)
+    return recorder
+
+
+def _close(server, recorder, runner, out: TextIO) -> None:
+    """Stop the API, flush the recorder (one "recorded" line), close the window."""
+    if server is not None:
+        server.stop()
+    if recorder is not None:
+        recorder.close(timeout=5)
+        s = recorder.snapshot()
+        print(json.dumps({"event": "recorded", "session": s["session"], "written": s["written"],
+                          "dropped": s["dropped"]}), file=out, flush=True)
+    if runner.renderer is not None:
+        runner.renderer.close()
 
 
 if __name__ == "__main__":
