@@ -106,18 +106,19 @@ class ServiceState:
 
 
 # --------------------------------------------------------------------------------------------------
-# The request path of POST /v1/evaluations, one dependency per step
+# The request path of POST /v1/evaluations, one dependency per step (all ``async``: FastAPI would run
+# plain functions in its thread pool, a thread hand-off per step of every request)
 # --------------------------------------------------------------------------------------------------
 
 
-def service(request: Request) -> ServiceState:
+async def service(request: Request) -> ServiceState:
     return request.app.state.service
 
 
 Service = Annotated[ServiceState, Depends(service)]
 
 
-def authorized(request: Request, state: Service) -> None:
+async def authorized(request: Request, state: Service) -> None:
     """401 unless the bearer token matches (when the service has one)."""
     expected = state.settings.token
     if expected is None:
@@ -127,7 +128,7 @@ def authorized(request: Request, state: Service) -> None:
         raise ApiError(401, "Authorization", "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
 
 
-def declared_size_allowed(request: Request, state: Service) -> None:
+async def declared_size_allowed(request: Request, state: Service) -> None:
     """413 for a declared ``Content-Length`` over the limit, before a byte of the body is read."""
     declared = request.headers.get("content-length")
     if declared is None:
