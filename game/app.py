@@ -33,12 +33,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from game import KEYS, Race, Track
+from game import FPS, KEYS, Race, Track
 from game.driver import Driver
 from game.state import CarView, GameState, LapView, seconds_or_none
 
-FPS = 25
-MAX_SCHEDULE_AHEAD = 25 * 60  # frames: a command may name a frame at most one minute ahead
+MAX_SCHEDULE_AHEAD = FPS * 60  # frames: a command may name a frame at most one minute ahead
 MAX_PENDING_PER_CLIENT = 256   # pending commands of one client (its address): the rest stay free
 MAX_PENDING = 10_000
 COMMAND_LOG = 4096
