@@ -38,8 +38,9 @@ def generation(args: argparse.Namespace):
     if args.run:
         cp = checkpoint.load(Path(args.run) / "checkpoint.json")
         what = f"{args.run}, generation {cp.state.generation}"
-        return cp.config.task, [list(ind) for ind in cp.state.population], what
-    run_args = build_parser().parse_args(["--track", args.track, "--population", str(args.population)])
+        return cp.config.tasks[0], [list(ind) for ind in cp.state.population], what
+    run_args = build_parser().parse_args(["--track", args.track, "--population", str(args.population),
+                                          "--strategy", "ga"])
     config, _ = new_config(run_args)
     random.seed(config.seed)
     with LocalExecutor() as executor:
@@ -49,7 +50,7 @@ def generation(args: argparse.Namespace):
         while state.generation < args.warm:
             next_generation(state, config, toolbox, stats)
     what = f"{config.track_label}, population {config.population}, seed 0, generation {args.warm}"
-    return config.task, [list(ind) for ind in state.population], what
+    return config.tasks[0], [list(ind) for ind in state.population], what
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,10 +5,10 @@ fleet of evaluator pods behind HTTP); ``python -m evaluator`` serves it over HTT
 """
 
 from evaluator.controllers import CONTROLLER_KINDS, ControllerSpec, make_controller
-from evaluator.metrics import METRICS, collisions, fitness, lap_time, progress, smoothness
-from evaluator.task import EvaluationTask, TrackData
+from evaluator.metrics import METRICS, collisions, fitness, fitness_over_tracks, lap_time, progress, smoothness
+from evaluator.task import EvaluationTask, Perturbation, TrackData
 
 __all__ = [
-    "CONTROLLER_KINDS", "METRICS", "ControllerSpec", "EvaluationTask", "TrackData", "collisions", "fitness", "lap_time",
-    "make_controller", "progress", "smoothness",
+    "CONTROLLER_KINDS", "METRICS", "ControllerSpec", "EvaluationTask", "Perturbation", "TrackData", "collisions",
+    "fitness", "fitness_over_tracks", "lap_time", "make_controller", "progress", "smoothness",
 ]

@@ -1,4 +1,4 @@
-"""Named, reusable measures of a lap, and the fitness the GA maximises.
+"""Named, reusable measures of a lap, and the fitness the GA maximises (over one or more tracks).
 
 Each metric is a plain ``metric(result) -> float`` so reports, tests and other searches can use
 them without the GA. ``fitness`` puts every finished lap above every unfinished one; among
@@ -8,6 +8,7 @@ finished laps the faster is better, among unfinished ones the further, then the 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from game import DT, LapResult
 
@@ -40,6 +41,16 @@ def fitness(result: LapResult) -> float:
     if result.finished and result.lap_time_s is not None:
         return FINISHED_BASE - result.lap_time_s
     return 100.0 * result.progress - 0.001 * result.frames
+
+
+def fitness_over_tracks(results: Sequence[LapResult]) -> float:
+    """One genome's laps on several tracks as one scalar: the sum of their fitnesses.
+
+    A finished lap is worth at least 1000 minus its time, an unfinished one at most 100, so a
+    genome that finishes more tracks always ranks higher; among genomes finishing every track,
+    the smaller total time wins. With one track this is :func:`fitness`.
+    """
+    return math.fsum(fitness(r) for r in results)
 
 
 METRICS = {"lap_time": lap_time, "progress": progress, "collisions": collisions, "smoothness": smoothness}

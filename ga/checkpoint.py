@@ -2,8 +2,9 @@
 
 A checkpoint holds everything the loop carries between generations: the population with
 fitnesses and lap results, the hall of fame, the logbook, the generation number, the
-configuration, and the state of python's ``random`` generator (the run's only source of
-randomness) taken after the generation's last draw. No pickle: the file is plain JSON,
+configuration, the CMA-ES strategy's state (``ga.cmaes``) and the states of python's ``random``
+(the GA's draws) and numpy's global generator (CMA-ES's draws), the run's only sources of
+randomness, taken after the generation's last draw. No pickle: the file is plain JSON,
 validated on load, so a corrupt or foreign file is refused with a clear message rather
 than resumed into nonsense.
 
@@ -27,17 +28,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from deap import tools
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
 
 from ga import atomic
+from ga.cmaes import StrategyState, strategy_from_json, strategy_to_json
 from ga.config import EvolutionConfig
 from ga.evolve import EvolutionState
 from ga.toolbox import make_individual, make_logbook
 from game import LapResult
 
 FORMAT = "rallyrobopilot-ga-checkpoint"
-VERSION = 1
+VERSION = 3
 
 
 class CheckpointError(Exception):
@@ -48,7 +51,7 @@ class _Individual(BaseModel):
     model_config = ConfigDict(extra="forbid")
     genome: list[FiniteFloat]
     fitness: FiniteFloat
-    result: dict
+    results: list[dict] = Field(min_length=1)
 
 
 class _Wall(BaseModel):
@@ -61,13 +64,15 @@ class _Wall(BaseModel):
 class _Checkpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: Literal["rallyrobopilot-ga-checkpoint"]
-    version: Literal[1]
+    version: Literal[3]
     generation: int
     config: EvolutionConfig
     population: list[_Individual]
     hall_of_fame: list[_Individual] = Field(min_length=1)
     logbook: list[dict]
     rng_state: tuple[int, list[int], FiniteFloat | None]
+    numpy_rng_state: tuple[Literal["MT19937"], list[int], int, int, FiniteFloat]
+    strategy: StrategyState | None = None
     wall: list[_Wall] = []
     digest: str
 
@@ -79,19 +84,21 @@ class Checkpoint:
     config: EvolutionConfig
     state: EvolutionState
     rng_state: tuple
+    numpy_rng_state: tuple
     wall: list[dict] = field(default_factory=list)
 
     def restore_rng(self) -> None:
-        """Put python's ``random`` back where the checkpointed run left it."""
+        """Put python's ``random`` and numpy's global generator back where the run left them."""
         random.setstate(self.rng_state)
+        np.random.set_state(self.numpy_rng_state)
 
 
 def _dump_individual(ind) -> dict:
-    return {"genome": list(ind), "fitness": ind.fitness.values[0], "result": ind.result.to_dict()}
+    return {"genome": list(ind), "fitness": ind.fitness.values[0], "results": [r.to_dict() for r in ind.results]}
 
 
 def _load_individual(data: _Individual):
-    return make_individual(data.genome, data.fitness, LapResult.from_dict(data.result))
+    return make_individual(data.genome, data.fitness, [LapResult.from_dict(r) for r in data.results])
 
 
 def content_digest(doc: dict) -> str:
@@ -101,9 +108,12 @@ def content_digest(doc: dict) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def to_json(config: EvolutionConfig, state: EvolutionState, rng_state: tuple, wall: list[dict]) -> dict:
-    """The checkpoint document for ``state`` (``rng_state`` from ``random.getstate()``)."""
+def to_json(config: EvolutionConfig, state: EvolutionState, rng_state: tuple, wall: list[dict],
+            numpy_rng_state: tuple | None = None) -> dict:
+    """The checkpoint document for ``state`` (``rng_state`` from ``random.getstate()``,
+    ``numpy_rng_state`` from ``numpy.random.get_state()``, taken now when not given)."""
     version, internal, gauss_next = rng_state
+    kind, keys, pos, has_gauss, cached = np.random.get_state() if numpy_rng_state is None else numpy_rng_state
     doc = {
         "format": FORMAT,
         "version": VERSION,
@@ -113,6 +123,8 @@ def to_json(config: EvolutionConfig, state: EvolutionState, rng_state: tuple, wa
         "hall_of_fame": [_dump_individual(ind) for ind in state.halloffame],
         "logbook": [dict(entry) for entry in state.logbook],
         "rng_state": [version, list(internal), gauss_next],
+        "numpy_rng_state": [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)],
+        "strategy": None if state.strategy is None else strategy_to_json(state.strategy),
         "wall": list(wall),
     }
     doc["digest"] = content_digest(doc)
@@ -121,7 +133,7 @@ def to_json(config: EvolutionConfig, state: EvolutionState, rng_state: tuple, wa
 
 def save(path: str | os.PathLike, config: EvolutionConfig, state: EvolutionState,
          rng_state: tuple, wall: list[dict]) -> None:
-    """Write the checkpoint atomically (temp file + rename)."""
+    """Write the checkpoint atomically (temp file + rename); numpy's generator state is taken now."""
     atomic.write_json(path, to_json(config, state, rng_state, wall))
 
 
@@ -179,6 +191,10 @@ def _restore(doc: _Checkpoint, path: Path) -> Checkpoint:
             raise CheckpointError(
                 f"{path}: a genome has {len(ind.genome)} genes, the controller needs {n_genes}"
             )
+        if len(ind.results) != len(config.tasks):
+            raise CheckpointError(
+                f"{path}: an individual has {len(ind.results)} lap results, the run has {len(config.tasks)} tracks"
+            )
     if len(doc.logbook) != doc.generation + 1 or any(
         e.get("gen") != g for g, e in enumerate(doc.logbook)
     ):
@@ -189,6 +205,20 @@ def _restore(doc: _Checkpoint, path: Path) -> Checkpoint:
         random.Random().setstate(rng_state)
     except (ValueError, TypeError, OverflowError) as exc:
         raise CheckpointError(f"{path}: invalid RNG state: {exc}") from None
+    kind, keys, pos, has_gauss, cached = doc.numpy_rng_state
+    numpy_rng_state = (kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached)
+    try:
+        if len(keys) != 624 or not all(0 <= k < 2**32 for k in keys):
+            raise ValueError("expected 624 words of 32 bits")
+        np.random.RandomState().set_state(numpy_rng_state)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: invalid numpy RNG state: {exc}") from None
+    if (doc.strategy is None) != (config.strategy == "ga"):
+        raise CheckpointError(f"{path}: strategy state does not match the {config.strategy!r} strategy")
+    try:
+        strategy = None if doc.strategy is None else strategy_from_json(config, doc.strategy)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     try:
         population = [_load_individual(i) for i in doc.population]
         hof_items = [_load_individual(i) for i in doc.hall_of_fame]
@@ -202,5 +232,5 @@ def _restore(doc: _Checkpoint, path: Path) -> Checkpoint:
     logbook = make_logbook()
     for entry in doc.logbook:
         logbook.record(**entry)
-    state = EvolutionState(doc.generation, population, halloffame, logbook)
-    return Checkpoint(config, state, rng_state, [w.model_dump(exclude_none=True) for w in doc.wall])
+    state = EvolutionState(doc.generation, population, halloffame, logbook, strategy)
+    return Checkpoint(config, state, rng_state, numpy_rng_state, [w.model_dump(exclude_none=True) for w in doc.wall])

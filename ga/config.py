@@ -9,9 +9,13 @@ whose configuration differs from its run folder's is refused.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evaluator import EvaluationTask
+
+STRATEGIES = ("ga", "cma")
 
 
 class EvolutionConfig(BaseModel):
@@ -20,9 +24,11 @@ class EvolutionConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     seed: int = 0
-    population: int = Field(128, ge=2)
-    task: EvaluationTask
-    track_label: str = Field(description="short track name for folder names and reports")
+    strategy: Literal["ga", "cma"] = Field("ga", description="genetic algorithm or CMA-ES")
+    population: int = Field(128, ge=2, description="individuals per generation (CMA-ES: lambda)")
+    tasks: tuple[EvaluationTask, ...] = Field(min_length=1, max_length=64,
+                                              description="one per track; a genome drives them all")
+    track_label: str = Field(description="short name of the track set for folder names and reports")
 
     init_sigma: float = Field(0.5, gt=0, description="std-dev of the random initial genes")
     cxpb: float = Field(0.5, ge=0, le=1, description="probability that a pair is crossed")
@@ -34,6 +40,17 @@ class EvolutionConfig(BaseModel):
     elite: int = Field(2, ge=0, description="best individuals copied unchanged each generation")
     hof_size: int = Field(5, ge=1)
 
+    @model_validator(mode="after")
+    def _one_controller(self) -> EvolutionConfig:
+        if len({task.controller for task in self.tasks}) != 1:
+            raise ValueError("every task of a run must use the same controller")
+        return self
+
+    @property
+    def controller(self):
+        """The controller spec shared by every task (it fixes the genome)."""
+        return self.tasks[0].controller
+
     def genome_length(self) -> int:
         """Number of floats in one genome for this run's controller."""
-        return self.task.controller.genome_length()
+        return self.controller.genome_length()

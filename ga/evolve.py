@@ -4,13 +4,13 @@ One generation is: keep the elite, select parents by tournament, vary them (cros
 mutation, DEAP's ``varAnd``), evaluate only the individuals whose fitness is invalid through
 ``toolbox.map``, update the hall of fame, record statistics in the logbook. The same
 :func:`next_generation` serves a fresh run and a resumed one, so resuming cannot drift
-from the uninterrupted course.
+from the uninterrupted course. CMA-ES, the other strategy, has its loop in ``ga.cmaes``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from deap import algorithms, base, tools
 
@@ -26,6 +26,7 @@ class EvolutionState:
     population: list
     halloffame: tools.HallOfFame
     logbook: tools.Logbook
+    strategy: Any = None  # CMA-ES: the deap.cma.Strategy (the GA carries nothing besides)
 
 
 class Progress(Protocol):
@@ -39,23 +40,28 @@ class Progress(Protocol):
 
 
 def evaluate_invalid(individuals: list, toolbox: base.Toolbox, progress: Progress | None = None) -> int:
-    """Evaluate the individuals without a valid fitness; return how many were evaluated."""
+    """Evaluate the individuals without a valid fitness on every track; return how many.
+
+    One ``toolbox.map`` per track, all sent out before any result is read, so the executor has
+    the whole generation's laps to spread over its workers.
+    """
     invalid = [ind for ind in individuals if not ind.fitness.valid]
     if progress is not None:
-        progress.start(len(invalid))
-    results = toolbox.map(toolbox.evaluate, invalid)
-    for ind, result in zip(invalid, results, strict=True):
-        assign(ind, result)
+        progress.start(len(invalid) * len(toolbox.tasks))
+    laps = [toolbox.map(task, invalid) for task in toolbox.tasks]
+    for ind, *results in zip(invalid, *laps, strict=True):
+        assign(ind, results)
         if progress is not None:
-            progress.advance(1)
+            progress.advance(len(results))
     return len(invalid)
 
 
-def _record(state: EvolutionState, stats: tools.Statistics, nevals: int) -> dict:
+def record(state: EvolutionState, stats: tools.Statistics, nevals: int) -> dict:
+    """Update the hall of fame and log the generation's statistics."""
     state.halloffame.update(state.population)
-    record = stats.compile(state.population)
-    state.logbook.record(gen=state.generation, nevals=nevals, **record)
-    return record
+    entry = stats.compile(state.population)
+    state.logbook.record(gen=state.generation, nevals=nevals, **entry)
+    return entry
 
 
 def initial_generation(
@@ -68,7 +74,7 @@ def initial_generation(
     population = toolbox.population(n=config.population)
     state = EvolutionState(0, population, tools.HallOfFame(config.hof_size), make_logbook())
     nevals = evaluate_invalid(population, toolbox, progress)
-    _record(state, stats, nevals)
+    record(state, stats, nevals)
     return state
 
 
@@ -95,6 +101,6 @@ def next_generation(
     # Replacement, hall of fame, statistics.
     state.population = elite + offspring
     state.generation += 1
-    _record(state, stats, nevals)
+    record(state, stats, nevals)
     return nevals
 

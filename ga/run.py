@@ -1,6 +1,10 @@
 """``python -m ga.run``: evolve a racing controller and write a run folder.
 
-The run folder (default ``runs/<track>-<controller>-s<seed>``) holds ``config.json``,
+The strategy is a genetic algorithm (``ga.evolve``) or CMA-ES (``ga.cmaes``), on one track or on
+several at once (``--track circuit,hairpins``, ``--track all``, ``--generated N``), optionally under
+perturbed conditions (ray noise, action latency, shifted starts) for controllers that hold up.
+
+The run folder (default ``runs/<tracks>-<controller>[-<strategy>]-s<seed>``) holds ``config.json``,
 ``checkpoint.json`` (rewritten atomically after every generation), ``best.json`` (the best
 genome with its task and lap result; deterministic), ``log.csv`` (one row per generation,
 with wall timings), ``fitness.png`` and ``best_lap.png``.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import random
@@ -24,28 +29,37 @@ from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+import numpy as np
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from evaluator import CONTROLLER_KINDS, ControllerSpec, EvaluationTask
-from ga import atomic, checkpoint, report
+from evaluator import CONTROLLER_KINDS, ControllerSpec, EvaluationTask, Perturbation
+from ga import atomic, checkpoint, cmaes, report, tracksets
+from ga import evolve as genetic
 from ga.baseline import default_max_frames, pursuit_lap
 from ga.checkpoint import CheckpointError
-from ga.config import EvolutionConfig
-from ga.evolve import EvolutionState, initial_generation, next_generation
+from ga.config import STRATEGIES, EvolutionConfig
+from ga.evolve import EvolutionState
 from ga.executors import LocalExecutor
 from ga.fleet.errors import EvaluationError
 from ga.toolbox import make_statistics, make_toolbox
-from game import DEFAULT_TRACK, TrackError, load_track
+from game import DEFAULT_TRACK, TrackError
 
 PROG = "ga.run"
 DEFAULT_GENERATIONS = 50
-DEFAULT_POPULATION = 128
+DEFAULT_STRATEGY = "ga"
+DEFAULT_POPULATION = {"ga": 128, "cma": 128}
 DEFAULT_HIDDEN = (8,)
 SEGMENT_FRAMES = 10
 
 # Options that define the run's course: fixed once a run exists (refused with --resume).
-COURSE_OPTIONS = ("population", "track", "controller", "hidden", "seed", "max_frames")
+COURSE_OPTIONS = ("strategy", "population", "track", "generated", "controller", "hidden", "seed", "max_frames",
+                  "ray_noise", "latency", "start_offset", "start_heading")
+# Perturbation options and the task fields they set.
+PERTURBATION_OPTIONS = {"ray_noise": "ray_noise", "latency": "latency_frames", "start_offset": "start_offset_m",
+                        "start_heading": "start_heading_deg"}
+LOOPS = {"ga": genetic, "cma": cmaes}
+"""The module holding each strategy's ``initial_generation`` and ``next_generation``."""
 
 
 class UsageError(Exception):
@@ -69,9 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=f"python -m {PROG}", description="Evolve a racing controller with a genetic algorithm.")
     p.add_argument("--generations", type=int, default=None,
                    help=f"generations after the initial one, in total (default {DEFAULT_GENERATIONS})")
-    p.add_argument("--population", type=int, default=None, help=f"individuals (default {DEFAULT_POPULATION})")
+    p.add_argument("--strategy", default=None,
+                   help=f"ga (genetic algorithm) or cma (CMA-ES) (default {DEFAULT_STRATEGY})")
+    p.add_argument("--population", type=int, default=None,
+                   help=f"individuals per generation (default {DEFAULT_POPULATION[DEFAULT_STRATEGY]})")
     p.add_argument("--track", default=None,
-                   help=f"bundled track name or path to a track JSON (default {DEFAULT_TRACK})")
+                   help="bundled track names or track JSON paths, comma separated, or 'all' (the bundled "
+                   f"tracks) (default {DEFAULT_TRACK})")
+    p.add_argument("--generated", type=int, default=None,
+                   help="also drive this many generated tracks (seeded by --seed)")
     p.add_argument("--controller", default=None, help="mlp (default) or schedule")
     p.add_argument("--hidden", default=None,
                    help="MLP hidden layer sizes, comma separated "
@@ -79,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--max-frames", dest="max_frames", type=int, default=None,
                    help="frame limit per lap (default: 1.5 x the baseline lap)")
+    p.add_argument("--ray-noise", dest="ray_noise", type=float, default=None,
+                   help="evolve with noisy rays: relative std-dev of the noise, e.g. 0.05")
+    p.add_argument("--latency", type=int, default=None,
+                   help="evolve with this many frames between choosing keys and their effect")
+    p.add_argument("--start-offset", dest="start_offset", type=float, default=None,
+                   help="evolve from starts shifted sideways by up to this many metres")
+    p.add_argument("--start-heading", dest="start_heading", type=float, default=None,
+                   help="evolve from starts turned by up to this many degrees")
     p.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
     p.add_argument("--out", default=None, help="run folder (default runs/<track>-<controller>-s<seed>)")
     p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR in place")
@@ -108,9 +136,26 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {err['msg']}" if where else err["msg"]
 
 
-def new_config(args: argparse.Namespace) -> tuple[EvolutionConfig, float | None]:
-    """The configuration of a new run and the baseline lap time on its track."""
-    population = DEFAULT_POPULATION if args.population is None else args.population
+def _perturbation(args: argparse.Namespace, seed: int) -> Perturbation | None:
+    """The perturbation the options ask for (None: nominal conditions); its seed is set per track."""
+    fields = {field: getattr(args, option) for option, field in PERTURBATION_OPTIONS.items()
+              if getattr(args, option) is not None}
+    if not any(fields.values()):
+        return None
+    try:
+        return Perturbation(seed=seed, **fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        option = next(o for o, f in PERTURBATION_OPTIONS.items() if f == err["loc"][0])
+        raise UsageError(f"--{option.replace('_', '-')}: {err['msg']}") from None
+
+
+def new_config(args: argparse.Namespace) -> tuple[EvolutionConfig, list[float | None]]:
+    """The configuration of a new run and the baseline lap time on each of its tracks."""
+    strategy = args.strategy or DEFAULT_STRATEGY
+    if strategy not in STRATEGIES:
+        raise UsageError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    population = DEFAULT_POPULATION[strategy] if args.population is None else args.population
     if population < 2:
         raise UsageError(f"--population must be at least 2, got {population}")
     kind = args.controller or "mlp"
@@ -118,32 +163,47 @@ def new_config(args: argparse.Namespace) -> tuple[EvolutionConfig, float | None]
         raise UsageError(f"unknown controller {kind!r}; choose from {', '.join(CONTROLLER_KINDS)}")
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
-    track_arg = args.track or DEFAULT_TRACK
-    track = load_track(track_arg)
-    baseline = pursuit_lap(track)
-    max_frames = args.max_frames or default_max_frames(baseline)
+    seed = 0 if args.seed is None else args.seed
+    if seed < 0:
+        raise UsageError(f"--seed must be at least 0, got {seed}")
     try:
-        if kind == "schedule":
-            # One command per SEGMENT_FRAMES frames, enough of them to cover the whole lap.
-            spec = ControllerSpec(kind=kind, segment_frames=SEGMENT_FRAMES,
-                                  segments=math.ceil(max_frames / SEGMENT_FRAMES))
-        else:
-            spec = ControllerSpec(kind=kind, hidden=_parse_hidden(args.hidden))
-    except ValidationError as exc:
-        raise UsageError(f"invalid controller: {_first_error(exc)}") from None
-    try:
-        task = EvaluationTask(track=track_arg, max_frames=max_frames, controller=spec).resolved()
-    except ValidationError as exc:
-        raise UsageError(f"invalid evaluation task: {_first_error(exc)}") from None
-    label = track.name if track_arg == track.name else Path(track_arg).stem
-    config = EvolutionConfig(
-        seed=0 if args.seed is None else args.seed, population=population, task=task, track_label=label
-    )
-    return config, baseline.lap_time_s
+        entries, label = tracksets.parse(args.track or DEFAULT_TRACK, args.generated or 0, seed)
+    except TrackError:
+        raise
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if kind == "schedule" and len(entries) > 1:
+        raise UsageError("--controller schedule drives one track only (its commands are open-loop)")
+    perturbation = _perturbation(args, seed * tracksets.TRAINING_SEED_STRIDE)
+    baselines = [pursuit_lap(entry.track) for entry in entries]
+    tasks = []
+    for i, (entry, baseline) in enumerate(zip(entries, baselines, strict=True)):
+        max_frames = args.max_frames or default_max_frames(baseline)
+        try:
+            if kind == "schedule":
+                # One command per SEGMENT_FRAMES frames, enough of them to cover the whole lap.
+                spec = ControllerSpec(kind=kind, segment_frames=SEGMENT_FRAMES,
+                                      segments=math.ceil(max_frames / SEGMENT_FRAMES))
+            else:
+                spec = ControllerSpec(kind=kind, hidden=_parse_hidden(args.hidden))
+        except ValidationError as exc:
+            raise UsageError(f"invalid controller: {_first_error(exc)}") from None
+        # Each track draws its own perturbations, all derived from the run's seed.
+        track_perturbation = None if perturbation is None else perturbation.model_copy(
+            update={"seed": perturbation.seed + i})
+        try:
+            tasks.append(EvaluationTask(track=entry.ref, max_frames=max_frames, controller=spec,
+                                        perturbation=track_perturbation).resolved())
+        except ValidationError as exc:
+            raise UsageError(f"invalid evaluation task: {_first_error(exc)}") from None
+    config = EvolutionConfig(seed=seed, strategy=strategy, population=population, tasks=tuple(tasks),
+                             track_label=label)
+    return config, [b.lap_time_s for b in baselines]
 
 
 def default_out(config: EvolutionConfig) -> Path:
-    return Path("runs") / f"{config.track_label}-{config.task.controller.kind}-s{config.seed}"
+    strategy = "" if config.strategy == DEFAULT_STRATEGY else f"-{config.strategy}"
+    return Path("runs") / f"{config.track_label}-{config.controller.kind}{strategy}-s{config.seed}"
 
 
 def write_config(run_dir: Path, config: EvolutionConfig, generations: int) -> None:
@@ -163,6 +223,19 @@ def stored_generations(run_dir: Path) -> int | None:
 # --- executor ------------------------------------------------------------------------------------
 
 
+def show_fleet_changes() -> None:
+    """Print each evaluator's changes of state (unreachable, up, benched, gone) on stderr, one line
+    each: a fleet that cannot be reached is said at once, not after the 120 s it is waited for."""
+    for name in ("ga.fleet", "ga.http_executor"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+
+
 def make_executor(args: argparse.Namespace) -> tuple[Executor, str]:
     """The executor behind ``toolbox.map`` and a short description for the header line."""
     if args.evaluators:
@@ -170,6 +243,7 @@ def make_executor(args: argparse.Namespace) -> tuple[Executor, str]:
             from ga.http_executor import HttpExecutor
         except ImportError as exc:
             raise UsageError(f"--evaluators needs the HTTP executor, which is not available: {exc}") from None
+        show_fleet_changes()
         try:
             return HttpExecutor(args.evaluators), f"evaluators {args.evaluators}"
         except ValueError as exc:  # a malformed endpoint spec
@@ -216,15 +290,22 @@ def summary_line(entry: dict, evals_per_s: float) -> str:
 
 
 def best_document(config: EvolutionConfig, state: EvolutionState) -> dict:
-    """``best.json``: deterministic (no timings), enough to re-drive the lap anywhere."""
+    """``best.json``: deterministic (no timings), enough to re-drive the laps anywhere.
+
+    ``task`` and ``result`` are those of the run's first track (what a one-track replay
+    drives); ``tracks`` lists every track's task and lap result.
+    """
     best = state.halloffame[0]
     return {
         "genome": list(best),
-        "controller": config.task.controller.model_dump(mode="json"),
-        "task": config.task.model_dump(mode="json"),
-        "result": best.result.to_dict(),
+        "controller": config.controller.model_dump(mode="json"),
+        "task": config.tasks[0].model_dump(mode="json"),
+        "result": best.results[0].to_dict(),
         "fitness": best.fitness.values[0],
         "track": config.track_label,
+        "strategy": config.strategy,
+        "tracks": [{"track": tracksets.task_label(task), "task": task.model_dump(mode="json"),
+                    "result": result.to_dict()} for task, result in zip(config.tasks, best.results, strict=True)],
     }
 
 
@@ -246,12 +327,12 @@ class Run:
         report.write_log_csv(self.dir / "log.csv", list(state.logbook), self.wall)
 
     def save(self, state: EvolutionState, seconds: float, nevals: int) -> float:
-        """Persist the generation just finished; return its evaluations per second."""
-        rate = nevals / seconds if seconds > 0 else 0.0
+        """Persist the generation just finished; return its laps per second (all tracks)."""
+        rate = nevals * len(self.config.tasks) / seconds if seconds > 0 else 0.0
         self.wall = [w for w in self.wall if w["gen"] < state.generation]
         self.wall.append({"gen": state.generation, "seconds": round(seconds, 4),
                           "evals_per_s": round(rate, 2)})
-        # The RNG state is taken here, after every draw of this generation.
+        # The RNG states are taken here, after every draw of this generation.
         checkpoint.save(self.dir / "checkpoint.json", self.config, state, random.getstate(), self.wall)
         atomic.write_json(self.dir / "best.json", best_document(self.config, state))
         report.write_log_csv(self.dir / "log.csv", list(state.logbook), self.wall)
@@ -262,13 +343,15 @@ def evolve(run: Run, state: EvolutionState | None, generations: int, executor: E
            bar: Bar) -> EvolutionState:
     """Evolve up to ``generations``, starting fresh (``state`` None) or from a checkpoint."""
     config = run.config
+    loop = LOOPS[config.strategy]
     toolbox = make_toolbox(config, executor)
     stats = make_statistics()
     if state is None:
         random.seed(config.seed)
+        np.random.seed(config.seed)
         bar.generation = 0
         t0 = time.perf_counter()
-        state = initial_generation(config, toolbox, stats, bar)
+        state = loop.initial_generation(config, toolbox, stats, bar)
         bar.close()
         rate = run.save(state, time.perf_counter() - t0, state.logbook[-1]["nevals"])
         print(summary_line(state.logbook[-1], rate), flush=True)
@@ -277,31 +360,42 @@ def evolve(run: Run, state: EvolutionState | None, generations: int, executor: E
     while state.generation < generations:
         bar.generation = state.generation + 1
         t0 = time.perf_counter()
-        nevals = next_generation(state, config, toolbox, stats, bar)
+        nevals = loop.next_generation(state, config, toolbox, stats, bar)
         bar.close()
         rate = run.save(state, time.perf_counter() - t0, nevals)
         print(summary_line(state.logbook[-1], rate), flush=True)
     return state
 
 
-def finish(run: Run, state: EvolutionState, baseline_lap: float | None) -> None:
-    """Draw the reports and compare the best lap with the baseline."""
+def _verdict(lap: float, baseline: float) -> str:
+    gain = 100 * (baseline - lap) / baseline
+    return f"{abs(gain):.1f}% {'faster' if gain > 0 else 'slower'}"
+
+
+def finish(run: Run, state: EvolutionState, baselines: list[float | None]) -> None:
+    """Draw the reports and compare the best laps with the baseline, track by track."""
     cfg = run.config
-    title = f"{cfg.track_label}, {cfg.task.controller.kind} controller, seed {cfg.seed}"
-    report.plot_fitness(run.dir / "fitness.png", list(state.logbook), baseline_lap, title)
-    report.plot_best_lap(run.dir / "best_lap.png", cfg.task, list(state.halloffame[0]), title)
-    best = state.halloffame[0].result
-    if not best.finished:
-        print(f"best car did not finish: {100 * best.progress:.0f}% of the lap in {best.frames} frames"
-              + ("" if baseline_lap is None else f" (baseline pursuit lap {baseline_lap:.2f}s)"))
-    elif baseline_lap is None:
-        print(f"best lap {best.lap_time_s:.2f}s (the baseline pursuit driver does not finish this track)")
-    else:
-        gain = 100 * (baseline_lap - best.lap_time_s) / baseline_lap
-        verdict = "faster" if gain > 0 else "slower"
-        print(f"best lap {best.lap_time_s:.2f}s vs baseline pursuit {baseline_lap:.2f}s: "
-              f"{abs(gain):.1f}% {verdict}")
-    print(f"run folder: {run.dir}  (replay: python -m ga.replay {run.dir})")
+    title = f"{cfg.track_label}, {cfg.controller.kind} controller, {cfg.strategy}, seed {cfg.seed}"
+    total_baseline = None if None in baselines else math.fsum(baselines)
+    report.plot_fitness(run.dir / "fitness.png", list(state.logbook), total_baseline, title)
+    report.plot_best_lap(run.dir / "best_lap.png", cfg.tasks[0], list(state.halloffame[0]), title)
+    results = state.halloffame[0].results
+    for task, best, baseline_lap in zip(cfg.tasks, results, baselines, strict=True):
+        where = f"{tracksets.task_label(task)}: " if len(cfg.tasks) > 1 else ""
+        if not best.finished:
+            print(f"{where}best car did not finish: {100 * best.progress:.0f}% of the lap in {best.frames} frames"
+                  + ("" if baseline_lap is None else f" (baseline pursuit lap {baseline_lap:.2f}s)"))
+        elif baseline_lap is None:
+            print(f"{where}best lap {best.lap_time_s:.2f}s (the baseline pursuit driver does not finish this track)")
+        else:
+            print(f"{where}best lap {best.lap_time_s:.2f}s vs baseline pursuit {baseline_lap:.2f}s: "
+                  f"{_verdict(best.lap_time_s, baseline_lap)}, {best.collisions} wall contacts")
+    if len(cfg.tasks) > 1 and total_baseline is not None and all(r.finished for r in results):
+        total = math.fsum(r.lap_time_s for r in results)
+        print(f"all {len(results)} tracks: {total:.2f}s vs baseline pursuit {total_baseline:.2f}s: "
+              f"{_verdict(total, total_baseline)}")
+    print(f"run folder: {run.dir}  (replay: python -m ga.replay {run.dir}; "
+          f"unseen tracks: python -m ga.report {run.dir})")
 
 
 def prepare(args: argparse.Namespace):
@@ -322,27 +416,36 @@ def prepare(args: argparse.Namespace):
         atomic.remove_leftovers(run_dir)  # half-written files of a killed run
         generations = args.generations or stored_generations(run_dir) or DEFAULT_GENERATIONS
         cp.restore_rng()
-        baseline = pursuit_lap(cp.config.task.load_track())
-        return Run(run_dir, cp.config, cp.wall), cp.state, generations, baseline.lap_time_s
-    config, baseline_lap = new_config(args)
+        baselines = [pursuit_lap(task.load_track()).lap_time_s for task in cp.config.tasks]
+        return Run(run_dir, cp.config, cp.wall), cp.state, generations, baselines
+    config, baselines = new_config(args)
     run_dir = Path(args.out) if args.out else default_out(config)
     if (run_dir / "checkpoint.json").exists():
         raise UsageError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                          "or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
-    return Run(run_dir, config, []), None, args.generations or DEFAULT_GENERATIONS, baseline_lap
+    return Run(run_dir, config, []), None, args.generations or DEFAULT_GENERATIONS, baselines
 
 
-def header(run: Run, state: EvolutionState | None, generations: int, baseline_lap: float | None,
+def header(run: Run, state: EvolutionState | None, generations: int, baselines: list[float | None],
            where: str) -> str:
     """The first line of a run: what is evolved, against which baseline, where it goes."""
     cfg = run.config
-    base = "does not finish" if baseline_lap is None else f"{baseline_lap:.2f}s"
     start = "new run" if state is None else f"resuming after generation {state.generation}"
-    return (f"{start}: track {cfg.track_label} (pursuit baseline {base}), "
-            f"controller {cfg.task.controller.kind} ({cfg.genome_length()} genes), "
+    if len(cfg.tasks) == 1:
+        base = "does not finish" if baselines[0] is None else f"{baselines[0]:.2f}s"
+        tracks = f"track {cfg.track_label} (pursuit baseline {base})"
+    else:
+        base = "does not finish every track" if None in baselines else f"{math.fsum(baselines):.2f}s in all"
+        tracks = f"{len(cfg.tasks)} tracks {cfg.track_label} (pursuit baseline {base})"
+    perturbation = cfg.tasks[0].perturbation
+    conditions = "" if perturbation is None else f", evolved under {perturbation.describe()}"
+    frames = sorted({t.max_frames for t in cfg.tasks})
+    limit = f"{frames[0]}" if len(frames) == 1 else f"{frames[0]}-{frames[-1]}"
+    return (f"{start}: {tracks}{conditions}, "
+            f"controller {cfg.controller.kind} ({cfg.genome_length()} genes), strategy {cfg.strategy}, "
             f"population {cfg.population}, {generations} generations, "
-            f"max {cfg.task.max_frames} frames, {where} -> {run.dir}")
+            f"max {limit} frames, {where} -> {run.dir}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -370,16 +473,16 @@ def _main(argv: list[str] | None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
-        run, state, generations, baseline_lap = prepare(args)
+        run, state, generations, baselines = prepare(args)
         if state is not None and state.generation > generations:
             generations = state.generation  # a run is never cut back; it already has them
         write_config(run.dir, run.config, generations)
         executor, where = make_executor(args)
-        print(header(run, state, generations, baseline_lap, where), flush=True)
+        print(header(run, state, generations, baselines, where), flush=True)
         state = evolve(run, state, generations, executor, bar)
         executor.shutdown()
         executor = None
-        finish(run, state, baseline_lap)
+        finish(run, state, baselines)
         return 0
     except KeyboardInterrupt as exc:
         stop()

@@ -3,9 +3,12 @@
 Genomes are flat real-valued vectors (network weights or a command schedule), so the
 operators are the real-valued ones: blend crossover (cxBlend) mixes parents gene by gene
 and can step slightly outside them, gaussian mutation perturbs a share of the genes,
-tournament selection keeps pressure moderate. Every random draw goes through python's
-``random`` module, which the run seeds and checkpoints: that is the whole of a run's
-randomness.
+tournament selection keeps pressure moderate. Every random draw of the GA goes through
+python's ``random`` module, which the run seeds and checkpoints (CMA-ES draws from numpy's,
+see ``ga.cmaes``): that is the whole of a run's randomness.
+
+An individual carries one lap result per track of the run (``results``); its fitness is
+:func:`evaluator.metrics.fitness_over_tracks` of them.
 """
 
 from __future__ import annotations
@@ -17,38 +20,39 @@ from concurrent.futures import Executor
 
 from deap import base, creator, tools
 
-from evaluator.metrics import fitness as lap_fitness
+from evaluator.metrics import fitness_over_tracks
 from ga.config import EvolutionConfig
 
 if not hasattr(creator, "RRPFitness"):
     creator.create("RRPFitness", base.Fitness, weights=(1.0,))
 if not hasattr(creator, "RRPIndividual"):
-    # ``result`` holds the LapResult behind the fitness, for statistics and best.json.
-    creator.create("RRPIndividual", list, fitness=creator.RRPFitness, result=None)
+    # ``results`` holds the LapResults behind the fitness (one per track), for statistics and best.json.
+    creator.create("RRPIndividual", list, fitness=creator.RRPFitness, results=None)
 
 Individual = creator.RRPIndividual
 
 
-def make_individual(genome: Iterable[float], fitness: float | None = None, result=None):
+def make_individual(genome: Iterable[float], fitness: float | None = None, results=None):
     """An individual from stored data (checkpoints) or fresh genes."""
     ind = Individual(float(x) for x in genome)
     if fitness is not None:
         ind.fitness.values = (float(fitness),)
-    ind.result = result
+    ind.results = None if results is None else tuple(results)
     return ind
 
 
-def assign(ind, result) -> None:
-    """Attach a lap result and the fitness derived from it."""
-    ind.result = result
-    ind.fitness.values = (float(lap_fitness(result)),)
+def assign(ind, results: Sequence) -> None:
+    """Attach the lap results (one per track) and the fitness derived from them."""
+    ind.results = tuple(results)
+    ind.fitness.values = (float(fitness_over_tracks(ind.results)),)
 
 
 def make_toolbox(config: EvolutionConfig, executor: Executor) -> base.Toolbox:
-    """A toolbox whose ``map`` is ``executor.map`` and whose ``evaluate`` is the task itself.
+    """A toolbox whose ``map`` is ``executor.map`` and whose ``tasks`` are the run's tasks.
 
-    ``evaluate`` is set as a plain attribute rather than registered: ``register`` would wrap
-    the task in a ``functools.partial``, and executors accept only a declared task.
+    ``tasks`` (one evaluation task per track) is a plain attribute rather than a registered
+    ``evaluate``: ``register`` would wrap a task in a ``functools.partial``, and executors
+    accept only a declared task.
     """
     tb = base.Toolbox()
     n = config.genome_length()
@@ -59,15 +63,25 @@ def make_toolbox(config: EvolutionConfig, executor: Executor) -> base.Toolbox:
     tb.register("mutate", tools.mutGaussian, mu=0.0, sigma=config.mut_sigma, indpb=config.mut_indpb)
     tb.register("select", tools.selTournament, tournsize=config.tournsize)
     tb.register("map", executor.map)
-    tb.evaluate = config.task
+    tb.tasks = config.tasks
     return tb
 
 
 # --- statistics --------------------------------------------------------------------------------
 
 
+def finished_all(ind) -> bool:
+    """The individual finished the lap on every track."""
+    return ind.results is not None and all(r.finished for r in ind.results)
+
+
+def total_time(ind) -> float:
+    """Sum of the lap times over the tracks (only meaningful when every lap finished)."""
+    return math.fsum(r.lap_time_s for r in ind.results)
+
+
 def _lap_times(inds: Sequence) -> list[float]:
-    return [ind.result.lap_time_s for ind in inds if ind.result is not None and ind.result.finished]
+    return [total_time(ind) for ind in inds if finished_all(ind)]
 
 
 def _best_lap(inds: Sequence) -> float | None:
@@ -81,7 +95,11 @@ def _mean_lap(inds: Sequence) -> float | None:
 
 
 def _finished(inds: Sequence) -> float:
-    return sum(1 for ind in inds if ind.result is not None and ind.result.finished) / max(1, len(inds))
+    return sum(1 for ind in inds if finished_all(ind)) / max(1, len(inds))
+
+
+def _best_progress(inds: Sequence) -> float:
+    return max(math.fsum(r.progress for r in ind.results) / len(ind.results) for ind in inds)
 
 
 def _fit(f: Callable[[list[float]], float]) -> Callable[[Sequence], float]:
@@ -91,7 +109,9 @@ def _fit(f: Callable[[list[float]], float]) -> Callable[[Sequence], float]:
 def make_statistics() -> tools.Statistics:
     """Per-generation figures for the logbook: fitness and lap times over finished laps.
 
-    Lap statistics are None when no lap finished, which keeps the logbook valid JSON.
+    With several tracks a "lap" is the total over the tracks, counted only for individuals that
+    finished every track; progress is the mean over the tracks. Lap statistics are None when
+    no individual finished, which keeps the logbook valid JSON.
     """
     stats = tools.Statistics(key=lambda ind: ind)
     stats.register("fit_max", _fit(max))
@@ -99,7 +119,7 @@ def make_statistics() -> tools.Statistics:
     stats.register("best_lap", _best_lap)
     stats.register("mean_lap", _mean_lap)
     stats.register("finished", _finished)
-    stats.register("best_progress", lambda inds: max(ind.result.progress for ind in inds))
+    stats.register("best_progress", _best_progress)
     return stats
 
 

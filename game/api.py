@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from game import KEYS, TrackError, bundled_tracks, load_bundled_track
 from game.app import GameError, GameRunner, NotReady
 from game.prometheus import CONTENT_TYPE, exposition, registry_of
+from game.slow_clients import HEADER_TIMEOUT_S
 from game.track_data import TrackData
 
 MAX_BODY = 64 * 1024
@@ -140,12 +141,11 @@ class RequestGuard:
       client therefore never holds a worker thread or the game loop.
     """
 
-    def __init__(self, app, limit: int = MAX_BODY, token: str | None = None,
-                 body_timeout_s: float = BODY_TIMEOUT_S):
+    def __init__(self, app, limit: int = MAX_BODY, token: str | None = None, body_timeout_s: float | None = None):
         self.app = app
         self.limit = limit
         self.token = token.encode() if token else None
-        self.body_timeout_s = body_timeout_s
+        self.body_timeout_s = BODY_TIMEOUT_S if body_timeout_s is None else body_timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -331,12 +331,16 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True, token: st
 class ApiServer:
     """uvicorn in a daemon thread; ``start`` returns once the socket listens."""
 
-    def __init__(self, runner: GameRunner, host: str = "127.0.0.1", port: int = 8200, **api_kwargs):
+    def __init__(self, runner: GameRunner, host: str = "127.0.0.1", port: int = 8200, *,
+                 header_timeout_s: float = HEADER_TIMEOUT_S, **api_kwargs):
         import uvicorn
 
         self.app = create_api(runner, **api_kwargs)
+        from game.slow_clients import header_deadline_protocol
+
         self.config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", access_log=False,
-                                     lifespan="off", timeout_graceful_shutdown=2)
+                                     lifespan="off", timeout_graceful_shutdown=2,
+                                     http=header_deadline_protocol(header_timeout_s))
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="game-api", daemon=True)
 

@@ -112,14 +112,19 @@ class Race:
         self.reset()
 
     # ------------------------------------------------------------------ API
-    def reset(self, seed: int | None = None) -> Observation:
+    def reset(self, seed: int | None = None, *, offset: tuple[float, float] = (0.0, 0.0)) -> Observation:
         """Every car back to the base state on the start line, frame 0.
 
         With a ``seed``, each car starts with a small seeded offset (up to 1 m sideways and
         3 degrees of heading), for testing how robust a controller is; without one, every car
-        starts exactly on the line, which is what lap evaluation uses.
+        starts exactly on the line, which is what lap evaluation uses. ``offset`` (metres to the
+        left, radians of heading) moves every car alike, so a car's lap does not depend on the
+        batch it is driven in.
         """
         x, y, heading = self.track.start
+        side, turn = offset
+        x, y = x - math.sin(heading) * side, y + math.cos(heading) * side
+        heading += turn
         s = self._state
         s[:] = 0.0
         s[:, P.X], s[:, P.Y], s[:, P.HEADING] = x, y, heading

@@ -29,8 +29,8 @@ class TrackData(BaseModel):
         return _track_from_data(self, source or f"inline track '{self.name}'")
 
     @classmethod
-    def of(cls, track: Track) -> TrackData:
-        """``track`` as inline data."""
+    def from_track(cls, track: Track) -> TrackData:
+        """The data of a loaded or generated track, to ship it inline."""
         return cls(name=track.name, width=track.width, points=tuple(map(tuple, track.points.tolist())),
                    description=track.description)
 

@@ -6,7 +6,8 @@
 
 A run is a list of episodes, each a pure function of (run seed, episode index): which track, where the
 car starts (the start line, or anywhere on the road at any speed), how much steering noise, and who
-drives (the pursuit expert with noise, or the current model for DAgger). The expert labels every frame
+drives (the expert with noise, or the current model for DAgger). The expert (the pursuit baseline, or
+with ``--expert RUN/best.json`` an evolved controller, see ``pilot.expert``) labels every frame
 with its steering and target speed whoever drives, so the data shows how to recover from the mistakes
 the noise and the model make. The same run gives the same frames on one process or many, on one pod
 or several (``--shard I --shards K``, or a Kubernetes indexed Job's ``JOB_COMPLETION_INDEX``).
@@ -55,6 +56,7 @@ class Episode:
     noise: float
     speed_factor: float  # the noisy expert aims at this share of its own target speed
     delay: int  # frames the model's image is late (DAgger episodes)
+    expert: str = "pursuit"  # who labels: "pursuit", or a GA run's best.json (an evolved mlp controller)
 
     @property
     def session(self) -> str:
@@ -62,7 +64,7 @@ class Episode:
 
 
 def plan_run(run: str, tracks: list[str], episodes: int, frames: int, seed: int = 0, dagger: float = 0.0,
-             max_delay: int = 2) -> list[Episode]:
+             max_delay: int = 2, expert: str = "pursuit") -> list[Episode]:
     """The episodes of a run; episode ``i`` drives on ``tracks[i % len(tracks)]``."""
     out = []
     for i in range(episodes):
@@ -72,21 +74,21 @@ def plan_run(run: str, tracks: list[str], episodes: int, frames: int, seed: int 
                            frames=frames, driver="model" if model else "expert",
                            restart=bool(rng.random() < RESTART_SHARE), noise=float(rng.uniform(0.0, MAX_NOISE)),
                            speed_factor=float(rng.uniform(0.8, 1.1)),
-                           delay=int(rng.integers(0, max_delay + 1)) if model else 0))
+                           delay=int(rng.integers(0, max_delay + 1)) if model else 0, expert=expert))
     return out
 
 
 def drive_episode(renderer: Any, episode: Episode, model: Any = None) -> dict[str, np.ndarray]:
     """Drive one episode and return its frames and labels (arrays with one row per frame)."""
     from game import Race
-    from pilot.expert import PursuitExpert
+    from pilot.expert import make_expert
     from pilot.runtime import keys_from
     from pilot.tracks import track_by_name
 
     track = track_by_name(episode.track)
     if renderer.track is not track:
         renderer.set_track(track)
-    expert = PursuitExpert(track)
+    expert = make_expert(episode.expert, track)
     rng = np.random.default_rng(episode.seed)
     race = Race(track, 1, continuous=True)
     if episode.restart:
@@ -235,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="a trained model (folder or model.onnx) that drives the DAgger episodes")
     p.add_argument("--dagger", type=float, default=float(env("RRP_PILOT_DAGGER", "0.7")),
                    help="share of episodes the model drives when --model is given")
+    p.add_argument("--expert", default=env("RRP_PILOT_EXPERT", "pursuit"),
+                   help="who labels the frames: pursuit, or a GA run's best.json (mlp controller)")
     p.add_argument("--shard", type=int, default=int(env("RRP_PILOT_SHARD", env("JOB_COMPLETION_INDEX", "0"))),
                    help="this pod's share of the run (env RRP_PILOT_SHARD or JOB_COMPLETION_INDEX)")
     p.add_argument("--shards", type=int, default=int(env("RRP_PILOT_SHARDS", "1")), help="pods sharing the run")
@@ -253,13 +257,17 @@ def main(argv: list[str] | None = None) -> int:
 
         for name in dict.fromkeys(tracks):
             track_by_name(name)  # a bad name fails here, with the loader's message, not in a worker
+        if args.expert != "pursuit":
+            from pilot.expert import make_expert
+
+            make_expert(args.expert, track_by_name(tracks[0]))
         if args.model:
             from pilot.runtime import PilotModel
 
             if PilotModel.load(args.model).input_size != args.size:
                 raise ValueError(f"--model {args.model} takes another image size than --size {args.size}")
         episodes = plan_run(args.run, tracks, args.episodes, args.frames, args.seed,
-                            args.dagger if args.model else 0.0)
+                            args.dagger if args.model else 0.0, expert=args.expert)
         episodes = [e for e in episodes if e.index % args.shards == args.shard]
         import redis
 

@@ -2,8 +2,9 @@
 
     python -m pilot.drive models/pilot --track hairpins                  # one lap, lock-step, prints the result
     python -m pilot.drive models/pilot --track rally --video lap.gif     # ... and records what the pilot saw
+    python -m pilot.drive models/pilot --track rally --sheet frames.png  # 8 of those frames in one picture
     python -m pilot.drive models/pilot --track oval --watch              # in a window, in real time
-    python -m pilot.drive http://localhost:8100 --track circuit          # through python -m pilot.serve
+    python -m pilot.drive http://localhost:8300 --track circuit          # through python -m pilot.serve
     python -m pilot.drive models/pilot --pilot [--tracks ...] [--delays 0,1,2,3,4] [--json out.json]
 
 Every frame the game renders the chase camera (the game's own renderer, offscreen), the pilot
@@ -180,6 +181,15 @@ def save_video(frames: list[np.ndarray], path: Path) -> None:
     images[0].save(path, save_all=True, append_images=images[1:], duration=80, loop=0, optimize=True)
 
 
+def save_sheet(frames: list[np.ndarray], path: Path, n: int = 8, columns: int = 4) -> None:
+    """``n`` frames spread over the lap, in a grid: a picture of what the pilot saw and decided."""
+    from PIL import Image
+
+    picks = [frames[int(i)] for i in np.linspace(0, len(frames) - 1, n)]
+    rows = [np.concatenate(picks[r:r + columns], axis=1) for r in range(0, n, columns)]
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path, optimize=True)
+
+
 def drive_one(args: argparse.Namespace, pilot: Any) -> int:
     from game.scene import UrsinaRenderer
     from pilot.tracks import track_by_name
@@ -190,7 +200,7 @@ def drive_one(args: argparse.Namespace, pilot: Any) -> int:
     t0 = time.perf_counter()
 
     def on_frame(image, p, keys, race):
-        if args.video:
+        if args.video or args.sheet:
             frames.append(overlay(image, float(p.steering[0]), float(p.target_speed[0]), float(race.state.speed[0])))
         if args.watch:  # real time: frame k is due at t0 + k / 25
             time.sleep(max(0.0, t0 + race.frame / 25 - time.perf_counter()))
@@ -200,6 +210,8 @@ def drive_one(args: argparse.Namespace, pilot: Any) -> int:
     base = pursuit_lap(track)
     if args.video:
         save_video(frames, Path(args.video))
+    if args.sheet:
+        save_sheet(frames, Path(args.sheet))
     status = f"lap {lap.lap_time_s:.2f} s" if lap.finished else f"unfinished at {lap.progress:.0%}"
     ratio = f", x{lap.lap_time_s / base.lap_time_s:.3f} of pursuit ({base.lap_time_s:.2f} s)" if lap.finished else ""
     print(f"{track.name}: {status}{ratio}, {lap.collisions} wall contacts, image {args.delay} frames late, "
@@ -215,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--delay", type=int, default=0, help="frames the image is late")
     p.add_argument("--watch", action="store_true", help="drive in a window, in real time")
     p.add_argument("--video", default=None, help="write the pilot's view with its decisions to this .gif")
+    p.add_argument("--sheet", default=None, help="write 8 frames of the lap with the pilot's decisions to this .png")
     p.add_argument("--pilot", action="store_true", help="evaluate on --tracks at every --delays")
     p.add_argument("--tracks", default=f"{BUNDLED},{UNSEEN}", help="tracks for --pilot")
     p.add_argument("--delays", default="0,1,2,3,4", help="image delays for --pilot (frames)")

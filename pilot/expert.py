@@ -36,3 +36,44 @@ class PursuitExpert:
         """Steering in [-1, 1] (+ = left) and target speed in m/s for each pose."""
         alpha, target = self.driver.plan(x, y, heading, speed, arc_of(self.track, x, y))
         return np.clip(alpha / STEER_FULL_ANGLE, -1.0, 1.0), target
+
+
+class GenomeExpert:
+    """An evolved MLP controller (a GA run's ``best.json``) as the expert, on any track its rays can drive.
+
+    It has keys, not an angle or a speed plan, so its labels are its steering key (+1 left, -1 right, 0)
+    and, as target speed, the speed it reaches ``horizon`` frames later driving on from the pose: held
+    against the measured speed by ``keys_from``, that reproduces its pedal work without copying its
+    frame-by-frame key presses (which a camera model cannot learn, see ``pilot.runtime``).
+    """
+
+    def __init__(self, track: Track, best_json: str, horizon: int = 10) -> None:
+        from evaluator import make_controller
+        from game import Race
+        from game.remote import load_best
+
+        task, genome, _ = load_best(best_json)
+        if task.controller.kind != "mlp":
+            raise ValueError(f"{best_json}: a {task.controller.describe()} replays a fixed lap from the start "
+                             "line and cannot label other poses; use an mlp run's best.json")
+        self.controller = make_controller(task.controller, task.genome_array([genome]))
+        self.track = track
+        self.horizon = horizon
+        self._race = Race(track, 1, continuous=True)
+
+    def label(self, x, y, heading, speed) -> tuple[np.ndarray, np.ndarray]:
+        steering, target = [], []
+        for pose in zip(np.atleast_1d(x), np.atleast_1d(y), np.atleast_1d(heading), np.atleast_1d(speed),
+                        strict=True):
+            self._race.place(0, *map(float, pose))
+            keys = self.controller.act(self._race.observation)[0]
+            steering.append(float(keys[2]) - float(keys[3]))
+            for _ in range(self.horizon):
+                self._race.step(self.controller.act(self._race.observation))
+            target.append(max(0.0, float(self._race.state.speed[0])))
+        return np.array(steering), np.array(target)
+
+
+def make_expert(spec: str, track: Track) -> PursuitExpert | GenomeExpert:
+    """``"pursuit"``, or the path of a GA run's ``best.json``."""
+    return PursuitExpert(track) if spec == "pursuit" else GenomeExpert(track, spec)

@@ -72,14 +72,17 @@ class Settings:
     max_batch: int = 64
     #: request bodies over this are refused (413) before they are read
     max_body_bytes: int = 8 * 1024 * 1024
+    #: predict requests in progress at once (reading, decoding, inferring); beyond it: 503 at once, since
+    #: an answer that waited in a queue is stale for a car that needs it now
+    max_inflight: int = 16
     #: bearer token required on ``POST /v1/reload`` (``None``: open)
     token: str | None = None
     #: seconds between looks at the model file for a new version (0: only ``POST /v1/reload``)
     watch_interval_s: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1 or self.max_body_bytes < 1024 or self.watch_interval_s < 0:
-            raise ValueError("max_batch must be >= 1, max_body_bytes >= 1024 and watch_interval >= 0")
+        if self.max_batch < 1 or self.max_inflight < 1 or self.max_body_bytes < 1024 or self.watch_interval_s < 0:
+            raise ValueError("max_batch and max_inflight must be >= 1, max_body_bytes >= 1024, watch_interval >= 0")
 
 
 # --- the contract ---------------------------------------------------------------------------------
@@ -235,6 +238,7 @@ class Metrics:
         self.reloads = Counter("rrp_pilot_reloads", "Model loads by result", ["result"], registry=self.registry)
         self.model_info = Gauge("rrp_pilot_model_info", "1 for the serving model version", ["version"],
                                 registry=self.registry)
+        self.inflight = Gauge("rrp_pilot_inflight_requests", "Predict requests in progress", registry=self.registry)
 
 
 # --- decoding -------------------------------------------------------------------------------------
@@ -351,6 +355,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.slot = slot
     app.state.metrics = metrics
 
+    inflight = [0]  # predict requests in progress (the event loop is the only writer)
+
     def refuse(status: int, errors: list[tuple[str, str]], reason: str, headers=None) -> JSONResponse:
         metrics.errors.labels(reason).inc()
         return _error(status, errors, slot.model.version if slot.model else None, headers)
@@ -368,11 +374,23 @@ def create_app(settings: Settings) -> FastAPI:
         summary="steering, target speed and keys for one frame or a batch",
     )
     async def predict(request: Request, speed: str | None = None) -> Response:
-        start = time.perf_counter()
         model = slot.model  # this request finishes on this model, whatever is reloaded meanwhile
         if model is None:
             return refuse(503, [("", f"no model loaded from {settings.model}: {slot.last_error}")], "not_ready",
                           {"Retry-After": "5"})
+        if inflight[0] >= settings.max_inflight:
+            return refuse(503, [("", f"{settings.max_inflight} requests in progress, the limit; retry")],
+                          "overloaded", {"Retry-After": "1"})
+        inflight[0] += 1
+        metrics.inflight.inc()
+        try:
+            return await answer(request, model, speed)
+        finally:
+            inflight[0] -= 1
+            metrics.inflight.dec()
+
+    async def answer(request: Request, model: PilotModel, speed: str | None) -> Response:
+        start = time.perf_counter()
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         try:
             if media not in IMAGE_TYPES and media != "application/json":
@@ -386,15 +404,15 @@ def create_app(settings: Settings) -> FastAPI:
             named = media == "application/json"
             # one frame costs well under a millisecond: answered on the event loop, sparing two thread
             # hand-offs; batches go to a worker thread so probes and other requests keep answering
-            answer = (_answer(model, frames, named) if len(frames) == 1
-                      else await run_in_threadpool(_answer, model, frames, named))
+            payload = (_answer(model, frames, named) if len(frames) == 1
+                       else await run_in_threadpool(_answer, model, frames, named))
         except ApiError as exc:
             return refuse(exc.status, [(exc.field, exc.message)], exc.reason)
         except _Invalid as exc:
             return refuse(422, exc.errors, "invalid")
         metrics.predictions.inc(len(frames))
         metrics.latency.observe(time.perf_counter() - start)
-        return Response(answer, media_type="application/json")
+        return Response(payload, media_type="application/json")
 
     @app.get("/v1/model", response_model=ModelInfo, summary="the serving model's version, input size and card")
     async def model_info() -> ModelInfo:
@@ -477,6 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=_env("RRP_PORT", int, DEFAULT_PORT), help="port (RRP_PORT)")
     p.add_argument("--max-batch", type=int, default=_env("RRP_MAX_BATCH", int, 64),
                    help="frames per request (RRP_MAX_BATCH)")
+    p.add_argument("--max-inflight", type=int, default=_env("RRP_MAX_INFLIGHT", int, 16),
+                   help="predict requests in progress at once, beyond it 503 (RRP_MAX_INFLIGHT)")
     p.add_argument("--max-body-bytes", type=int, default=_env("RRP_MAX_BODY_BYTES", int, 8 * 1024 * 1024),
                    help="request body limit (RRP_MAX_BODY_BYTES)")
     p.add_argument("--watch-interval", type=float, default=2.0,
@@ -491,8 +511,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     if not args.model:
         raise ValueError("--model (or RRP_MODEL) is required")
     return Settings(model=Path(args.model), host=args.host, port=args.port, max_batch=args.max_batch,
-                    max_body_bytes=args.max_body_bytes, token=os.environ.get(args.token_env) or None,
-                    watch_interval_s=args.watch_interval)
+                    max_inflight=args.max_inflight, max_body_bytes=args.max_body_bytes,
+                    token=os.environ.get(args.token_env) or None, watch_interval_s=args.watch_interval)
 
 
 def main(argv: list[str] | None = None) -> int:

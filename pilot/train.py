@@ -151,8 +151,9 @@ def export_onnx(model: Any, path: Path, height: int, width: int) -> None:
 
 
 def train(datasets: list[str], out: str | Path, *, epochs: int = 8, batch: int = 128, seed: int = 0,
-          val_share: float = 0.1, threads: int = 2, patience: int = 3, verbose: int = 1) -> dict[str, Any]:
-    """Train, export and write the card; returns the card."""
+          val_share: float = 0.1, threads: int = 2, patience: int = 3, verbose: int = 1,
+          init: str | Path | None = None) -> dict[str, Any]:
+    """Train, export and write the card; returns the card. ``init``: start from this model folder's weights."""
     import keras
     import tensorflow as tf
 
@@ -168,6 +169,8 @@ def train(datasets: list[str], out: str | Path, *, epochs: int = 8, batch: int =
     val = split_by_track(data.episode, data.track, val_share, seed)
     targets = np.stack([data.steering, data.target_speed / SPEED_SCALE], axis=1).astype(np.float32)
     model = build_model(height, width)
+    if init is not None:  # a DAgger round goes on from the last round's model instead of from scratch
+        model.set_weights(keras.models.load_model(Path(init) / "model.keras").get_weights())
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse",
                   metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
     train_set = make_batches(data.images[~val], data.speed[~val], targets[~val], batch=batch, seed=seed, train=True)
@@ -204,6 +207,7 @@ def train(datasets: list[str], out: str | Path, *, epochs: int = 8, batch: int =
         "training": {"epochs_run": len(history.history["loss"]), "best_epoch": int(np.argmin(
                      history.history["val_loss"])) + 1, "batch": batch, "seed": seed, "seconds": round(seconds, 1),
                      "images_per_s": round(trained_frames * len(history.history["loss"]) / seconds),
+                     "initial_weights": str(init) if init else None,
                      "framework": f"keras {keras.__version__} / tensorflow-cpu {tf.__version__}",
                      "augmentation": "brightness, contrast, shift <= 3 px, 3x3 blur on 1/3"},
         "metrics": {"val_loss": round(float(min(history.history["val_loss"])), 5),
@@ -226,16 +230,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-share", type=float, default=0.1, help="share of tracks (or episodes) held out")
     p.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads")
+    p.add_argument("--init", default=None, help="start from this model folder's weights (e.g. the last DAgger round)")
     args = p.parse_args(argv)
     for path in args.datasets:
         if not (Path(path) / "dataset.json").is_file():
             print(f"error: {path} is not a dataset (no dataset.json; see python -m pilot.dataset)", file=sys.stderr)
             return 2
+    if args.init and not (Path(args.init) / "model.keras").is_file():
+        print(f"error: --init {args.init} holds no model.keras", file=sys.stderr)
+        return 2
     if args.epochs < 1 or args.batch < 1 or not 0.0 < args.val_share < 1.0:
         print("error: --epochs and --batch must be positive and --val-share in (0, 1)", file=sys.stderr)
         return 2
     card = train(args.datasets, args.out, epochs=args.epochs, batch=args.batch, seed=args.seed,
-                 val_share=args.val_share, threads=args.threads, verbose=1 if sys.stdout.isatty() else 2)
+                 val_share=args.val_share, threads=args.threads, verbose=1 if sys.stdout.isatty() else 2,
+                 init=args.init)
     print(json.dumps({"out": args.out, "version": card["version"], **card["metrics"],
                       "seconds": card["training"]["seconds"]}))
     return 0

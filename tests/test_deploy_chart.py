@@ -4,6 +4,8 @@ against the Kubernetes JSON schemas (kubernetes-validate, bundled offline), with
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import subprocess
 import tomllib
@@ -318,13 +320,20 @@ def test_ga_job_arguments_come_from_values(helm):
     ]
 
 
+PASSWORD_ENV = {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "rrp-redis", "key": "password"}}}
+
+
 def test_game_pods_record_frames_to_the_release_redis(helm):
     objects = render(helm, "--set", "game.enabled=true", "--set", "redis.enabled=true")
     (c,) = pod_spec(one(objects, "Deployment", "rrp-game"))["containers"]
-    url = "redis://rrp-redis:6379/0"
+    url = "redis://:$(REDIS_PASSWORD)@rrp-redis:6379/0"  # expanded by Kubernetes from the Secret
     assert c["command"] == ["python", "-m", "game"]
-    assert c["args"] == ["--headless", "--port", "8200", "--mode", "realtime", "--redis", url]
-    assert c["env"] == [{"name": "RRP_HOST", "value": "0.0.0.0"}, {"name": "RRP_REDIS", "value": url}]
+    assert c["args"] == ["--headless", "--port", "8200", "--mode", "realtime"], "no password on a command line"
+    assert c["env"] == [{"name": "RRP_HOST", "value": "0.0.0.0"}, PASSWORD_ENV, {"name": "RRP_REDIS", "value": url}]
+    without_auth = render(helm, "--set", "game.enabled=true", "--set", "redis.enabled=true",
+                          "--set", "redis.auth.enabled=false")
+    (c,) = pod_spec(one(without_auth, "Deployment", "rrp-game"))["containers"]
+    assert c["args"][-2:] == ["--redis", "redis://rrp-redis:6379/0"]
     assert c["image"] == "rallyrobopilot-game:0.1.0"
     assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert one(objects, "Service", "rrp-redis")["spec"]["ports"][0]["port"] == 6379
@@ -422,9 +431,12 @@ def test_pilot_service_deployment_hpa_and_model_claim(helm):
     assert c["image"] == "rallyrobopilot-pilot:0.1.0" and c["command"] == ["python", "-m", "pilot.serve"]
     env = {e["name"]: e for e in c["env"]}
     assert env["RRP_MODEL"]["value"] == "/models/pilot/current" and env["RRP_MAX_BATCH"]["value"] == "32"
+    assert env["RRP_MAX_INFLIGHT"]["value"] == "8"
     assert env["RRP_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "rrp-pilot-token", "key": "token"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert c["lifecycle"]["preStop"]["exec"]["command"][:2] == ["python", "-c"], "drained before it stops"
     assert {"name": "models", "mountPath": "/models", "readOnly": True} in c["volumeMounts"]
     models = next(v for v in spec["volumes"] if v["name"] == "models")
     assert models["persistentVolumeClaim"] == {"claimName": "rrp-models", "readOnly": True}
@@ -442,7 +454,8 @@ def test_pilot_service_deployment_hpa_and_model_claim(helm):
     assert not by_kind(objects, "PersistentVolumeClaim")
     (c,) = pod_spec(dep)["containers"]
     assert {e["name"]: e.get("value") for e in c["env"]} == {
-        "RRP_HOST": "0.0.0.0", "RRP_PORT": "8300", "RRP_MODEL": "/models/pilot", "RRP_MAX_BATCH": "64"}
+        "RRP_HOST": "0.0.0.0", "RRP_PORT": "8300", "RRP_MODEL": "/models/pilot", "RRP_MAX_BATCH": "64",
+        "RRP_MAX_INFLIGHT": "16"}
     assert next(v for v in pod_spec(dep)["volumes"] if v["name"] == "models")["persistentVolumeClaim"] == {
         "claimName": "trained", "readOnly": True}
     assert schema_errors(objects) == []
@@ -458,9 +471,9 @@ def test_collection_job_runs_indexed_pods_writing_to_the_release_redis(helm):
     (c,) = spec["containers"]
     assert c["image"] == "rallyrobopilot-game:0.1.0", "rendering needs the game image's EGL and Mesa"
     assert c["command"] == ["python", "-m", "pilot.collect"]
-    assert c["args"] == ["--redis", "redis://rrp-redis:6379/0", "--run", "night_frames", "--shards", "6",
+    assert c["args"] == ["--run", "night_frames", "--shards", "6",
                          "--workers", "2", "--episodes", "1200", "--seed", "7", "--quiet"]
-    assert {"name": "RRP_REDIS", "value": "redis://rrp-redis:6379/0"} in c["env"]
+    assert c["env"][:2] == [PASSWORD_ENV, {"name": "RRP_REDIS", "value": "redis://:$(REDIS_PASSWORD)@rrp-redis:6379/0"}]
     redis_pol = one(objects, "NetworkPolicy", "rrp-redis")
     peers = [p["podSelector"] for p in redis_pol["spec"]["ingress"][0]["from"]]
     assert any(matches(s, pod_labels(job)) for s in peers), "collectors reach Redis"
@@ -491,3 +504,59 @@ def test_notes_tell_how_to_reach_the_pilot_and_follow_collection(helm):
     notes = proc.stdout.split("NOTES:", 1)[1]
     assert "port-forward svc/rrp-pilot 8300:8300" in notes and "claim rrp-models" in notes
     assert "job/rrp-collect-night-frames" in notes and "redis://rrp-redis:6379/0" in notes
+
+
+def test_game_ingress_and_every_components_egress_are_restricted(helm):
+    objects = render(helm, "-f", str(ALL_ON))
+    pods = {o["metadata"]["labels"]["app.kubernetes.io/component"]: o for o in objects if o["kind"] in POD_KINDS}
+    game_pol = one(objects, "NetworkPolicy", "rrp-game")
+    assert matches(game_pol["spec"]["podSelector"], pod_labels(pods["game"]))
+    (rule,) = game_pol["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    peers = [p["podSelector"] for p in rule["from"] if set(p) == {"podSelector"}]
+    assert any(matches(s, pod_labels(pods["ga"])) for s in peers)
+    assert not any(matches(s, {"app.kubernetes.io/component": "game"}) for s in peers), "other releases stay out"
+
+    def egress(component: str) -> list[dict]:
+        pol = one(objects, "NetworkPolicy", f"rrp-{component}-egress")
+        assert pol["spec"]["policyTypes"] == ["Egress"]
+        assert matches(pol["spec"]["podSelector"], pod_labels(pods[component]))
+        return pol["spec"]["egress"]
+
+    def reaches(component: str, target: str) -> bool:
+        return any(matches(peer["podSelector"], pod_labels(pods[target]))
+                   for rule in egress(component) for peer in rule.get("to", []) if "podSelector" in peer)
+
+    dns = {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    for component in ("evaluator", "ga", "game", "pilot", "collect", "test"):
+        assert dns in egress(component)
+    assert reaches("ga", "evaluator") and reaches("test", "evaluator")
+    assert reaches("game", "redis") and reaches("collect", "redis")
+    assert not reaches("evaluator", "redis") and not reaches("game", "evaluator") and not reaches("pilot", "redis")
+    assert egress("redis") == [], "Redis talks to nobody"
+    assert {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]} in egress("ga")
+    extra = {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"port": 6379, "protocol": "TCP"}]}
+    assert extra in egress("game") and extra not in egress("redis")
+    # off by default, as the ingress policies are
+    assert not [o for o in render(helm) if o["kind"] == "NetworkPolicy"]
+
+
+def test_release_redis_requires_a_password_from_a_secret(helm):
+    objects = render(helm, "--set", "redis.enabled=true", "--set", "game.enabled=true")
+    secret = one(objects, "Secret", "rrp-redis")
+    password = base64.b64decode(secret["data"]["password"]).decode()
+    assert len(password) == 32 and password.isalnum()
+    (c,) = pod_spec(one(objects, "Deployment", "rrp-redis"))["containers"]
+    assert c["command"][:2] == ["sh", "-c"] and '--requirepass "$REDIS_PASSWORD"' in c["command"][2]
+    assert password not in json.dumps(one(objects, "Deployment", "rrp-redis")), "only a reference to the Secret"
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
+    assert refs == {"REDIS_PASSWORD": {"name": "rrp-redis", "key": "password"},
+                    "REDISCLI_AUTH": {"name": "rrp-redis", "key": "password"}}
+    given = render(helm, "--set", "redis.enabled=true", "--set", "redis.auth.password=hunter2")
+    assert base64.b64decode(one(given, "Secret", "rrp-redis")["data"]["password"]) == b"hunter2"
+    external = render(helm, "--set", "redis.enabled=true", "--set", "game.enabled=true",
+                      "--set", "redis.auth.existingSecret=frames-redis")
+    assert not [o for o in external if o["kind"] == "Secret"]
+    (g,) = pod_spec(one(external, "Deployment", "rrp-game"))["containers"]
+    assert g["env"][1]["valueFrom"]["secretKeyRef"]["name"] == "frames-redis"
+    assert schema_errors(objects) == []

@@ -196,6 +196,8 @@ def check_pilot_serve(argv: list[str], env: dict[str, str]) -> None:
     assert settings.token == env.get("RRP_TOKEN")
     if "RRP_MAX_BATCH" in env:
         assert settings.max_batch == int(env["RRP_MAX_BATCH"])
+    if "RRP_MAX_INFLIGHT" in env:
+        assert settings.max_inflight == int(env["RRP_MAX_INFLIGHT"])
 
 
 def check_collect(argv: list[str], env: dict[str, str]) -> None:
@@ -203,14 +205,19 @@ def check_collect(argv: list[str], env: dict[str, str]) -> None:
     here the deployment's Redis host does not exist, so getting as far as connecting is the pass."""
     import contextlib
     import io
+    from urllib.parse import urlsplit
 
     from pilot.collect import main
 
-    assert argv[argv.index("--redis") + 1] == env["RRP_REDIS"]
+    url = env["RRP_REDIS"].replace("$(REDIS_PASSWORD)", "from-the-secret")  # as Kubernetes expands it
+    if "--redis" in argv:
+        assert argv[argv.index("--redis") + 1] == env["RRP_REDIS"]
+    else:  # the URL (with its password) comes from the environment only
+        argv = ["--redis", url, *argv]
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         assert main(argv) == 2
-    host = env["RRP_REDIS"].split("//")[1].split(":")[0]
+    host = urlsplit(url).hostname
     assert f"connecting to {host}:" in err.getvalue(), err.getvalue()
 
 

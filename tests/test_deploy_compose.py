@@ -157,8 +157,12 @@ def test_run_folder_is_on_a_volume_and_containers_are_hardened(model):
     for name in ("evaluator", "ga", "game"):
         assert s[name]["read_only"] is True
         assert "/tmp" in s[name]["tmpfs"], "NUMBA_CACHE_DIR=/tmp/numba-cache needs a writable /tmp"
+    for name in ("evaluator", "ga", "game", "redis"):
         assert s[name]["cap_drop"] == ["ALL"]
         assert "no-new-privileges:true" in s[name]["security_opt"]
+    assert s["redis"]["read_only"] is True and s["redis"]["user"] == "redis"
+    for name in ("evaluator", "game", "redis"):  # nothing long-running grows without a bound
+        assert s[name]["deploy"]["resources"]["limits"]["memory"]
 
 
 def test_vision_pilot_services_are_opt_in_profiles():

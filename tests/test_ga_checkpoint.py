@@ -3,10 +3,11 @@
 import json
 import random
 
+import numpy as np
 import pytest
 
 from evaluator import ControllerSpec, EvaluationTask
-from ga import atomic, checkpoint
+from ga import atomic, checkpoint, cmaes
 from ga.checkpoint import CheckpointError
 from ga.config import EvolutionConfig
 from ga.evolve import initial_generation, next_generation
@@ -16,8 +17,10 @@ from game import DEFAULT_TRACK
 
 CONFIG = EvolutionConfig(
     seed=5, population=6, track_label=DEFAULT_TRACK, hof_size=3,
-    task=EvaluationTask(track=DEFAULT_TRACK, max_frames=80, controller=ControllerSpec(hidden=(3,))),
+    tasks=(EvaluationTask(track=DEFAULT_TRACK, max_frames=80, controller=ControllerSpec(hidden=(3,))),
+           EvaluationTask(track="oval", max_frames=60, controller=ControllerSpec(hidden=(3,)))),
 )
+CMA_CONFIG = CONFIG.model_copy(update={"strategy": "cma"})
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +34,17 @@ def evolved():
         return state, random.getstate()
 
 
+@pytest.fixture(scope="module")
+def evolved_cma():
+    with LocalExecutor(workers=1) as executor:
+        toolbox = make_toolbox(CMA_CONFIG, executor)
+        stats = make_statistics()
+        np.random.seed(CMA_CONFIG.seed)
+        state = cmaes.initial_generation(CMA_CONFIG, toolbox, stats)
+        cmaes.next_generation(state, CMA_CONFIG, toolbox, stats)
+        return state, random.getstate()
+
+
 def test_round_trip_is_exact(tmp_path, evolved):
     state, rng = evolved
     path = tmp_path / "checkpoint.json"
@@ -40,7 +54,8 @@ def test_round_trip_is_exact(tmp_path, evolved):
     assert cp.state.generation == state.generation == 1
     assert [list(i) for i in cp.state.population] == [list(i) for i in state.population]
     assert [i.fitness.values for i in cp.state.population] == [i.fitness.values for i in state.population]
-    assert [i.result for i in cp.state.population] == [i.result for i in state.population]
+    assert [i.results for i in cp.state.population] == [i.results for i in state.population]
+    assert all(len(i.results) == 2 for i in cp.state.population)
     assert [list(i) for i in cp.state.halloffame] == [list(i) for i in state.halloffame]
     assert cp.state.halloffame.keys == state.halloffame.keys
     assert list(cp.state.logbook) == list(state.logbook)
@@ -50,6 +65,23 @@ def test_round_trip_is_exact(tmp_path, evolved):
     again = tmp_path / "again.json"
     checkpoint.save(again, cp.config, cp.state, cp.rng_state, cp.wall)
     assert again.read_bytes() == path.read_bytes()
+
+
+def test_cma_strategy_round_trips_and_samples_the_same(tmp_path, evolved_cma):
+    """The strategy's state and numpy's generator come back exactly: the next samples are equal."""
+    state, rng = evolved_cma
+    path = tmp_path / "checkpoint.json"
+    checkpoint.save(path, CMA_CONFIG, state, rng, [])
+    numpy_state = np.random.get_state()
+    cp = checkpoint.load(path)
+    assert cp.state.strategy.update_count == state.strategy.update_count == 2
+    for name in ("centroid", "sigma", "pc", "ps", "C", "B", "diagD", "BD"):
+        assert np.array_equal(getattr(cp.state.strategy, name), getattr(state.strategy, name)), name
+    expected = state.strategy.generate(list)
+    np.random.seed(123)  # anything: restore_rng must put numpy's generator back
+    cp.restore_rng()
+    assert cp.state.strategy.generate(list) == expected
+    np.random.set_state(numpy_state)
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path):
@@ -67,9 +99,9 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
 
-def mutate_and_load(tmp_path, evolved, change) -> CheckpointError:
+def mutate_and_load(tmp_path, evolved, change, config=CONFIG) -> CheckpointError:
     state, rng = evolved
-    doc = checkpoint.to_json(CONFIG, state, rng, [])
+    doc = checkpoint.to_json(config, state, rng, [])
     change(doc)
     path = tmp_path / "cp.json"
     path.write_text(json.dumps(doc))
@@ -86,11 +118,24 @@ def mutate_and_load(tmp_path, evolved, change) -> CheckpointError:
     (lambda d: d["population"][0]["genome"].append(1.0), "genes"),
     (lambda d: d.update(generation=7), "logbook"),
     (lambda d: d["rng_state"].__setitem__(1, [1, 2, 3]), "RNG"),
-    (lambda d: d["population"][0].update(result={"finished": "maybe"}), "lap result"),
+    (lambda d: d["numpy_rng_state"].__setitem__(1, [1, 2, 3]), "numpy RNG"),
+    (lambda d: d["population"][0].update(results=[{"finished": "maybe"}] * 2), "lap result"),
+    (lambda d: d["population"][0]["results"].pop(), "2 tracks"),
     (lambda d: d["config"].update(population=1), "config.population"),
-], ids=["format", "version", "missing", "size", "genome", "generation", "rng", "result", "config"])
+    (lambda d: d.update(strategy={"centroid": [0.0]}), "strategy"),
+], ids=["format", "version", "missing", "size", "genome", "generation", "rng", "numpy-rng", "result", "tracks",
+        "config", "strategy"])
 def test_invalid_documents_are_refused_with_a_reason(tmp_path, evolved, change, words):
     assert words in str(mutate_and_load(tmp_path, evolved, change))
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda d: d["strategy"]["C"].pop(), "genome length"),
+    (lambda d: d["strategy"].update(sigma=-1.0), "step size"),
+    (lambda d: d.update(strategy=None), "strategy state"),
+], ids=["covariance-shape", "sigma", "missing"])
+def test_invalid_cma_states_are_refused_with_a_reason(tmp_path, evolved_cma, change, words):
+    assert words in str(mutate_and_load(tmp_path, evolved_cma, change, CMA_CONFIG))
 
 
 @pytest.mark.parametrize("change", [
@@ -99,7 +144,7 @@ def test_invalid_documents_are_refused_with_a_reason(tmp_path, evolved, change, 
     lambda d: d["hall_of_fame"][0]["genome"].__setitem__(2, -0.25),
     lambda d: d["rng_state"][1].__setitem__(5, d["rng_state"][1][5] ^ 1),
     lambda d: d["config"].update(seed=d["config"]["seed"] + 1),
-    lambda d: d["config"]["task"].update(max_frames=d["config"]["task"]["max_frames"] + 1),
+    lambda d: d["config"]["tasks"][0].update(max_frames=d["config"]["tasks"][0]["max_frames"] + 1),
     lambda d: d["logbook"][-1].update(nevals=0),
 ], ids=["fitness", "gene", "hall-of-fame", "rng-word", "seed", "max-frames", "logbook"])
 def test_a_changed_content_is_refused_by_its_digest(tmp_path, evolved, change):

@@ -320,3 +320,26 @@ def test_an_inline_track_too_big_to_precompute_is_a_422(lockstep):
 
     r = lockstep.client.post("/v1/reset", json={"track_data": BIG_CIRCLE})
     assert r.status_code == 422 and "grid cells" in r.json()["detail"], r.text
+
+
+def test_slow_headers_are_timed_out_and_keep_alive_still_works(track):
+    runner = GameRunner(track, "lockstep")
+    server = ApiServer(runner, port=0, header_timeout_s=0.5).start()
+    stop = threading.Event()
+    loop = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+    loop.start()
+    runner.ready.wait(10)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            reply = s.recv(4096)
+            assert reply.startswith(b"HTTP/1.1 408"), reply
+            assert s.recv(4096) == b""  # closed
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            for _ in range(2):  # complete requests on one connection are not cut short
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        stop.set()
+        loop.join(10)
+        server.stop()

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import redis
 
 from game import PursuitDriver, Race
@@ -108,3 +109,41 @@ def test_cli_refuses_bad_input_with_one_line(redis_server):
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, proc.stderr
         assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_an_evolved_controller_labels_with_its_own_steering_and_the_speed_it_reaches(tmp_path):
+    """A hand-written mlp genome: always forward, steer towards the side with the farther wall."""
+    from evaluator import ControllerSpec, make_controller
+    from pilot.expert import GenomeExpert, make_expert
+
+    spec = ControllerSpec(kind="mlp", hidden=(1,))
+    w1 = np.zeros((16, 1))
+    w1[14, 0], w1[0, 0] = 4.0, -4.0  # hidden = tanh(4 * (leftmost ray - rightmost ray) / 100 m)
+    w2 = np.array([[0.0, 0.0, 1.0, -1.0]])
+    b2 = np.array([1.0, -1.0, -0.2, -0.2])  # forward always, never back; steer beyond a dead zone
+    genome = [*w1.ravel(), 0.0, *w2.ravel(), *b2]
+    best = tmp_path / "best.json"
+    best.write_text(json.dumps({"genome": genome, "controller": spec.model_dump(), "task": {"track": "oval"}}))
+    track = track_by_name("oval")
+    expert = make_expert(str(best), track)
+    assert isinstance(expert, GenomeExpert)
+    controller = make_controller(spec, np.array([genome]))
+    race = Race(track, 1, continuous=True)
+    turned = 0
+    for _ in range(200):
+        st = race.state
+        steering, target = expert.label(st.x, st.y, st.heading, st.speed)
+        keys = controller.act(race.observation)[0]
+        assert steering[0] == float(keys[2]) - float(keys[3])
+        flat_out = min(50.0, st.speed[0] + 10 * 25.0 / 25)  # 10 frames of forward at 25 m/s^2
+        assert target[0] <= flat_out + 1e-9  # less only where the next 10 frames meet a wall
+        if st.speed[0] < 20.0:  # the first second, on the straight
+            assert target[0] == pytest.approx(flat_out)
+        turned += steering[0] != 0
+        race.step(keys)
+    assert turned > 0
+    schedule = tmp_path / "schedule.json"
+    schedule.write_text(json.dumps({"genome": [0.0] * 20, "controller": {"kind": "schedule", "segments": 10},
+                                    "task": {"track": "oval"}}))
+    with pytest.raises(ValueError, match="cannot label other poses"):
+        make_expert(str(schedule), track)

@@ -255,6 +255,44 @@ def test_metrics_move(http):
     assert metric(after, "rrp_pilot_model_info", version="v1") == 1
 
 
+def test_beyond_max_inflight_the_answer_is_503_at_once(model_dir):
+    """One request holds the only slot (its body is still being sent); the next is refused, not queued."""
+    server = Server(model_dir, "--watch-interval", "0", "--max-inflight", "1")
+    images, speeds = frames(1)
+    body = json.dumps(batch(images, speeds)).encode()
+    release, result = threading.Event(), {}
+
+    def slow_body():
+        yield body[:10]
+        release.wait(60)
+        yield body[10:]
+
+    def first():
+        with httpx.Client(base_url=server.url, timeout=60) as c:
+            result["first"] = c.post("/v1/predict", content=slow_body(), headers={"content-type": "application/json"})
+
+    sender = threading.Thread(target=first)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            sender.start()
+            poll(lambda: metric(http.get("/metrics").text, "rrp_pilot_inflight_requests") == 1, 60, "not in flight")
+            refused = http.post("/v1/predict", json=batch(images, speeds))
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert refused.json()["detail"] == "1 requests in progress, the limit; retry"
+            release.set()
+            sender.join(60)
+            assert result["first"].status_code == 200, result["first"].text
+            assert http.post("/v1/predict", json=batch(images, speeds)).status_code == 200
+            text = http.get("/metrics").text
+            assert metric(text, "rrp_pilot_errors_total", reason="overloaded") == 1
+            assert metric(text, "rrp_pilot_inflight_requests") == 0
+    finally:
+        release.set()
+        if sender.ident is not None:
+            sender.join(60)
+        server.stop()
+
+
 # --- hot reload -------------------------------------------------------------------------------------
 
 

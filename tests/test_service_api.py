@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support import gauss_genomes, start_evaluators
 
-from evaluator import ControllerSpec, EvaluationTask, TrackData
+from evaluator import ControllerSpec, EvaluationTask, Perturbation, TrackData
 from game import DEFAULT_TRACK, bundled_tracks, load_track
 
 MAX_BATCH = 8
@@ -62,8 +62,10 @@ def test_health_ready_info_and_openapi(client):
         TASK,
         EvaluationTask(track="oval", max_frames=250, controller=ControllerSpec(kind="schedule")),
         EvaluationTask(track="hairpins", max_frames=200, stall_frames=0, controller=ControllerSpec(hidden=(6, 4))),
+        EvaluationTask(track="hairpins", max_frames=300, perturbation=Perturbation(
+            seed=9, ray_noise=0.05, latency_frames=2, start_offset_m=1.0, start_heading_deg=3.0)),
     ],
-    ids=["mlp", "schedule", "two-layers-no-stall"],
+    ids=["mlp", "schedule", "two-layers-no-stall", "perturbed"],
 )
 def test_same_answers_as_in_process(client, task):
     gs = genomes(5, task.controller.genome_length(), seed=11)
@@ -141,6 +143,15 @@ CASES = [
     ("extra-field", json.dumps({"task": _task_json(), "genomes": [[0.0]], "code": "import os"}),
      422, "code", "Extra inputs are not permitted"),
     ("not-json", '{"task": ', 422, "body", "not valid JSON"),
+    ("perturbation-latency-negative",
+     json.dumps({"task": _task_json(perturbation={"latency_frames": -1}), "genomes": json.loads(f"[{GOOD}]")}),
+     422, "task.perturbation.latency_frames", "greater than or equal to 0"),
+    ("perturbation-noise-too-large",
+     json.dumps({"task": _task_json(perturbation={"ray_noise": 2.0}), "genomes": json.loads(f"[{GOOD}]")}),
+     422, "task.perturbation.ray_noise", "less than or equal to 1"),
+    ("perturbation-unknown-field",
+     json.dumps({"task": _task_json(perturbation={"wind": 3}), "genomes": json.loads(f"[{GOOD}]")}),
+     422, "task.perturbation.wind", "Extra inputs are not permitted"),
     ("races-not-adding-up", json.dumps({"task": _task_json(), "genomes": genomes(3), "races": [1, 1]}),
      422, "races", "add up to the 3 genomes"),
     ("race-of-zero", json.dumps({"task": _task_json(), "genomes": genomes(2), "races": [0, 2]}),

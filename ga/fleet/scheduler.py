@@ -365,6 +365,9 @@ class Scheduler:
         return min(self.policy.bench_max, 0.25 * 2 ** max(0, ep.failures - 1)) * self.jitter.uniform(0.75, 1.0)
 
     def probe_failed(self, ep: Endpoint, reason: str, now: float) -> None:
+        if not ep.probed_once:  # a change of state (unknown -> unreachable): said once, not per retry
+            log.warning("evaluator %s unreachable: %s (retrying)", ep.url, reason)
+            self.emit("endpoint_unreachable", endpoint=ep.url, reason=reason)
         ep.last_error = reason
         ep.failures += 1
         ep.retry_at = now + self.bench_delay(ep)

@@ -61,8 +61,29 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.game.redisUrl }}
 {{- .Values.game.redisUrl }}
 {{- else if .Values.redis.enabled }}
-{{- printf "redis://%s-redis:%d/0" (include "rrp.fullname" .) (int .Values.redis.port) }}
+{{- include "rrp.releaseRedisUrl" . }}
 {{- end }}
+{{- end }}
+
+{{/* This release's Redis; with auth the password comes from the REDIS_PASSWORD env var
+(Kubernetes expands $(VAR) in env values), never from the command line. */}}
+{{- define "rrp.releaseRedisUrl" -}}
+{{- $auth := ternary ":$(REDIS_PASSWORD)@" "" .Values.redis.auth.enabled }}
+{{- printf "redis://%s%s-redis:%d/0" $auth (include "rrp.fullname" .) (int .Values.redis.port) }}
+{{- end }}
+
+{{/* The Secret holding this release's Redis password (key "password"). */}}
+{{- define "rrp.redisSecret" -}}
+{{- .Values.redis.auth.existingSecret | default (printf "%s-redis" (include "rrp.fullname" .)) }}
+{{- end }}
+
+{{/* Env entries a client of this release's Redis needs when auth is on: the password, first. */}}
+{{- define "rrp.redisPasswordEnv" -}}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "rrp.redisSecret" . }}
+      key: password
 {{- end }}
 
 {{/* Redis URL for collection pods (this release's Redis unless collect.redisUrl is set). */}}
@@ -70,7 +91,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.collect.redisUrl }}
 {{- .Values.collect.redisUrl }}
 {{- else if .Values.redis.enabled }}
-{{- printf "redis://%s-redis:%d/0" (include "rrp.fullname" .) (int .Values.redis.port) }}
+{{- include "rrp.releaseRedisUrl" . }}
 {{- else }}
 {{- fail "collect.enabled needs redis.enabled=true or collect.redisUrl" }}
 {{- end }}
