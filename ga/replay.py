@@ -8,53 +8,17 @@ that the stored result is reproducible on this machine. To watch the evolved dri
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from evaluator import EvaluationTask, make_controller
+from evaluator.best import BestFileError as ReplayError
+from evaluator.best import load_best
 from game import LapResult, TrackError, load_track
 from game.driver import Driver
 
 PROG = "ga.replay"
-
-
-class ReplayError(Exception):
-    """A run folder whose best.json cannot be replayed."""
-
-
-def load_best(run: Path) -> tuple[EvaluationTask, list[float], LapResult | None]:
-    """The task, genome and stored result from ``RUN_DIR/best.json`` (validated); ``run`` is the run
-    folder or the file itself."""
-    path = run if run.suffix == ".json" else run / "best.json"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReplayError(f"no best.json in {path.parent} (is it a ga.run folder?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReplayError(f"cannot read {path}: {exc}") from None
-    if not isinstance(doc, dict) or not {"genome", "task"} <= doc.keys():
-        raise ReplayError(f"{path} is not a ga.run best.json (needs 'genome' and 'task')")
-    try:
-        task = EvaluationTask.model_validate(doc["task"])
-    except ValidationError as exc:
-        raise ReplayError(f"{path}: invalid task: {exc.errors()[0]['msg']}") from None
-    genome = doc["genome"]
-    if not isinstance(genome, list) or not all(isinstance(g, int | float) for g in genome):
-        raise ReplayError(f"{path}: genome must be a list of numbers")
-    if len(genome) != task.controller.genome_length():
-        raise ReplayError(f"{path}: genome has {len(genome)} genes, the controller needs "
-                          f"{task.controller.genome_length()}")
-    stored = None
-    if isinstance(doc.get("result"), dict):
-        try:
-            stored = LapResult.from_dict(doc["result"])
-        except (TypeError, ValueError, KeyError):
-            stored = None
-    return task, [float(g) for g in genome], stored
 
 
 def describe(result: LapResult) -> str:
