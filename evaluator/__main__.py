@@ -21,7 +21,8 @@ from evaluator.settings import DEFAULT_PORT, Settings, describe, env_defaults
 def build_parser() -> argparse.ArgumentParser:
     env = env_defaults()
     p = argparse.ArgumentParser(prog="python -m evaluator", description="RallyRoboPilot evaluator service")
-    p.add_argument("--host", default=env.get("host", "0.0.0.0"), help="bind address (RRP_HOST)")
+    p.add_argument("--host", default=env.get("host", "127.0.0.1"),
+                   help="bind address (RRP_HOST; containers set 0.0.0.0)")
     p.add_argument("--port", type=int, default=env.get("port", DEFAULT_PORT), help="port (RRP_PORT)")
     p.add_argument(
         "--workers",
@@ -38,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=env.get("max_batch"), help="genomes per request")
     p.add_argument("--max-frames", type=int, default=env.get("max_frames"), help="frame limit of a lap")
     p.add_argument("--max-body-bytes", type=int, default=env.get("max_body_bytes"), help="request body limit")
+    p.add_argument("--stall-timeout", dest="stall_timeout_s", type=float, default=env.get("stall_timeout_s"),
+                   help="seconds without a worker heartbeat before it is replaced (RRP_STALL_TIMEOUT; default 10)")
+    p.add_argument("--header-timeout", dest="header_timeout_s", type=float, default=env.get("header_timeout_s"),
+                   help="seconds a request's headers may take (RRP_HEADER_TIMEOUT; default 10)")
+    p.add_argument("--body-timeout", dest="body_timeout_s", type=float, default=env.get("body_timeout_s"),
+                   help="seconds a request body may take (RRP_BODY_TIMEOUT; default 60)")
     p.add_argument(
         "--token-env",
         default="RRP_TOKEN",
@@ -50,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     kwargs: dict = {"host": args.host, "port": args.port}
-    for name in ("workers", "max_inflight", "max_batch", "max_frames", "max_body_bytes"):
+    for name in ("workers", "max_inflight", "max_batch", "max_frames", "max_body_bytes", "stall_timeout_s",
+                 "header_timeout_s", "body_timeout_s"):
         value = getattr(args, name)
         if value is not None:
             kwargs[name] = value
@@ -70,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from evaluator.service import create_app
+    from game.slow_clients import header_deadline_protocol
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
@@ -81,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         access_log=False,
         proxy_headers=False,  # no forwarded-for rewriting: nothing here depends on the client address
         timeout_keep_alive=75,
+        http=header_deadline_protocol(settings.header_timeout_s),
         timeout_graceful_shutdown=30,
     )
     return 0

@@ -13,6 +13,7 @@ import itertools
 import logging
 import multiprocessing
 import os
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -34,10 +35,15 @@ class WorkerFailed(RuntimeError):
         self.kind = kind
 
 
+class WorkerFrozen(WorkerDied):
+    """The worker process running a job stopped sending heartbeats; it was killed and replaced."""
+
+
 class _Worker:
-    def __init__(self, process, conn) -> None:
+    def __init__(self, process, conn, beat) -> None:
         self.process = process
         self.conn = conn
+        self.beat = beat
         self.job: tuple[int, asyncio.Future] | None = None
         self.ready = False
 
@@ -52,8 +58,11 @@ class WorkerPool:
     simulation, and warm up (numba, tracks) before taking jobs.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, stall_timeout_s: float = 10.0) -> None:
         self.size = size
+        self.stall_timeout_s = stall_timeout_s
+        self.frozen = 0  # workers killed and replaced for missing heartbeats
+        self._watchdog: asyncio.Task | None = None
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(["numpy", "game", "evaluator", "evaluator.worker"])
         self._workers: list[_Worker] = []
@@ -75,14 +84,32 @@ class WorkerPool:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._watchdog = self._loop.create_task(self._watch())
         await asyncio.gather(*(self._spawn() for _ in range(self.size)))
+
+    async def _watch(self) -> None:
+        """Every second: a warm worker whose heartbeat is older than ``stall_timeout_s`` is frozen. Its
+        job fails at once (the caller retries elsewhere) and a new worker takes its place."""
+        while not self._closing:
+            await asyncio.sleep(min(1.0, self.stall_timeout_s / 4))
+            now = time.monotonic()
+            for worker in list(self._workers):
+                silent = now - worker.beat.value
+                if worker.ready and silent > self.stall_timeout_s and worker.process.is_alive():
+                    self.frozen += 1
+                    log.error("worker process %s sent no heartbeat for %.1f s: killing and replacing it",
+                              worker.process.pid, silent)
+                    worker.process.kill()
+                    self._lost(worker, WorkerFrozen(
+                        f"the worker process froze (no heartbeat for {silent:.0f} s) and was replaced; retry"))
 
     async def _spawn(self) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(target=serve, args=(child,), daemon=True, name="rrp-worker")
+        beat = self._ctx.Value("d", time.monotonic(), lock=False)
+        process = self._ctx.Process(target=serve, args=(child, beat), daemon=True, name="rrp-worker")
         await asyncio.to_thread(process.start)
         child.close()
-        worker = _Worker(process, parent)
+        worker = _Worker(process, parent, beat)
         self._workers.append(worker)
         assert self._loop is not None
         self._loop.add_reader(parent.fileno(), self._on_readable, worker)
@@ -153,8 +180,8 @@ class WorkerPool:
                 current[1].set_exception(WorkerFailed(*payload))
         self._release(worker)
 
-    def _lost(self, worker: _Worker) -> None:
-        """The worker's pipe closed: it died. Fail its job and start a replacement."""
+    def _lost(self, worker: _Worker, error: WorkerDied | None = None) -> None:
+        """The worker's pipe closed (it died) or it froze: fail its job and start a replacement."""
         if worker not in self._workers:
             return
         self._workers.remove(worker)
@@ -168,7 +195,7 @@ class WorkerPool:
             _, future = worker.job
             worker.job = None
             if not future.done():
-                future.set_exception(WorkerDied("the worker process died"))
+                future.set_exception(error or WorkerDied("the worker process died"))
         if worker.process.is_alive():  # a broken pipe to a live worker: end it, it is lost anyway
             worker.process.kill()
         worker.process.join(1)
@@ -180,6 +207,8 @@ class WorkerPool:
 
     async def stop(self) -> None:
         self._closing = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for task in self._respawning:
             task.cancel()
         for *_, future in self._queue:

@@ -24,6 +24,8 @@ class ServiceMetrics:
         self.workers = prom.Gauge("rrp_workers", "Worker processes", registry=r)
         self.inflight = prom.Gauge("rrp_inflight_requests", "Evaluation requests taken", registry=r)
         self.capacity = prom.Gauge("rrp_capacity", "Evaluation requests taken at once", registry=r)
+        self.frozen = prom.Gauge("rrp_workers_replaced_frozen",
+                                 "Worker processes killed and replaced for missing heartbeats", registry=r)
         self.latency = prom.Histogram(
             "rrp_evaluation_seconds",
             "Time to evaluate one request (queue for a worker + simulation)",
@@ -31,12 +33,14 @@ class ServiceMetrics:
             registry=r,
         )
 
-    def watch(self, *, workers: int, capacity: int, busy: Callable[[], float], inflight: Callable[[], float]) -> None:
+    def watch(self, *, workers: int, capacity: int, busy: Callable[[], float], inflight: Callable[[], float],
+              frozen: Callable[[], float]) -> None:
         """Fixed sizes, and live values read when scraped (not written on every request)."""
         self.workers.set(workers)
         self.capacity.set(capacity)
         self.busy.set_function(busy)
         self.inflight.set_function(inflight)
+        self.frozen.set_function(frozen)
 
     def text(self) -> bytes:
         return prom.generate_latest(self.registry)

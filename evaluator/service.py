@@ -7,10 +7,12 @@ either the name of a bundled track or inline track data (a path on the evaluator
 refused), and every genome is checked against the controller spec.
 
 The route's signature is the whole request path, in order: bearer token (401), declared body size (413,
-nothing read), a capacity slot (503 + ``Retry-After`` beyond ``capacity`` requests taken at once, so
-callers spread work elsewhere instead of queueing without limit), the body read up to its limit (413 as
-soon as a chunked upload crosses it), then validation and one job on a worker process
-(:mod:`evaluator.pool`, :mod:`evaluator.worker`).
+nothing read), the body read up to its limit (413 as soon as a chunked upload crosses it) within
+``body_timeout_s`` (408), a capacity slot (503 + ``Retry-After`` beyond ``capacity`` requests taken at
+once, so callers spread work elsewhere instead of queueing without limit), then validation and one job
+on a worker process (:mod:`evaluator.pool`, :mod:`evaluator.worker`). The body is read before the slot
+is taken, so a slow or never-ending upload holds a read slot (many more of them than capacity) and then
+gets a 408, never a slot that evaluations need.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from evaluator.controllers import CONTROLLER_KINDS
-from evaluator.pool import WorkerDied, WorkerFailed, WorkerPool
+from evaluator.pool import WorkerDied, WorkerFailed, WorkerFrozen, WorkerPool
 from evaluator.prometheus import CONTENT_TYPE, ServiceMetrics
 from evaluator.settings import Settings
 from evaluator.wire import (
@@ -66,11 +69,12 @@ class ServiceState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.inflight = 0
+        self.reading = 0  # request bodies being received (before a capacity slot)
         self.ready = False
-        self.pool = WorkerPool(settings.workers)
+        self.pool = WorkerPool(settings.workers, settings.stall_timeout_s)
         self.metrics = ServiceMetrics()
-        self.metrics.watch(workers=settings.workers, capacity=settings.capacity,
-                           busy=lambda: self.pool.running, inflight=lambda: self.inflight)
+        self.metrics.watch(workers=settings.workers, capacity=settings.capacity, busy=lambda: self.pool.running,
+                           inflight=lambda: self.inflight, frozen=lambda: self.pool.frozen)
         self._start_task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -100,6 +104,9 @@ class ServiceState:
             raise ApiError(503, None, "evaluator is starting or stopping", self.retry_headers())
         try:
             return await self.pool.submit(task_json, genomes, races)
+        except WorkerFrozen as exc:
+            self.metrics.errors.labels("worker_frozen").inc()
+            raise ApiError(503, None, str(exc), self.retry_headers()) from None
         except WorkerDied:
             self.metrics.errors.labels("worker_died").inc()
             raise ApiError(503, None, "the worker process died; retry", self.retry_headers()) from None
@@ -161,16 +168,40 @@ async def capacity_slot(state: Service) -> AsyncIterator[None]:
         state.inflight -= 1
 
 
+READS_PER_SLOT = 4
+"""Uploads read at once per capacity slot: enough that slow clients never starve the others, few
+enough that buffered bodies stay bounded (capacity x 4 x max_body_bytes)."""
+
+
 async def limited_body(request: Request, state: Service) -> bytes:
-    """The body, read up to the limit: 413 as soon as an upload without a declared length crosses it."""
-    limit = state.settings.max_body_bytes
+    """The body, read up to the limit (413 as soon as an upload without a declared length crosses it)
+    within ``body_timeout_s`` (408), holding one of ``capacity x READS_PER_SLOT`` read slots (503)."""
+    settings = state.settings
+    if state.reading >= settings.capacity * READS_PER_SLOT:
+        raise ApiError(503, None, f"evaluator busy: {state.reading} uploads in progress; "
+                       f"retry after {settings.retry_after_s} s", state.retry_headers())
+    state.reading += 1
+    try:
+        return await asyncio.wait_for(_read_body(request, settings.max_body_bytes), settings.body_timeout_s)
+    except TimeoutError:
+        raise ApiError(408, "body", f"request body not received within {settings.body_timeout_s:g} s",
+                       {"Connection": "close"}) from None
+    finally:
+        state.reading -= 1
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "body", f"request body exceeds the limit of {limit} bytes", {"Connection": "close"})
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "body", f"request body exceeds the limit of {limit} bytes",
+                               {"Connection": "close"})
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(400, "body", "the client left before sending the whole body") from None
     return b"".join(chunks)
 
 
@@ -203,6 +234,7 @@ async def run_evaluation(state: ServiceState, request: EvaluationRequest) -> Res
 
 ERROR_RESPONSES: dict[int | str, dict] = {
     400: {"model": ErrorResponse, "description": "Content-Length is not a number"},
+    408: {"model": ErrorResponse, "description": "the body did not arrive within body_timeout_s"},
     401: {"model": ErrorResponse, "description": "missing or wrong bearer token"},
     413: {"model": ErrorResponse, "description": "body or batch too large"},
     422: {"model": ErrorResponse, "description": "invalid task or genomes (message names the field)"},
@@ -216,11 +248,13 @@ evaluations_router = APIRouter(prefix=API_PREFIX)
     "/evaluations",
     response_model=EvaluationResponse,
     responses=ERROR_RESPONSES,
-    dependencies=[Depends(authorized), Depends(declared_size_allowed), Depends(capacity_slot)],
+    dependencies=[Depends(authorized), Depends(declared_size_allowed)],
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/EvaluationRequest"}}}}},
 )
-async def evaluations(state: Service, body: Annotated[bytes, Depends(limited_body)]) -> Response:
+async def evaluations(
+    state: Service, body: Annotated[bytes, Depends(limited_body)], _slot: Annotated[None, Depends(capacity_slot)]
+) -> Response:
     """Drive one lap per genome of the declared task; results in request order."""
     try:
         request = EvaluationRequest.model_validate_json(body)  # JSON parsed and validated in one pass
@@ -237,8 +271,10 @@ probes_router = APIRouter()
 
 
 @probes_router.get("/healthz")
-async def healthz() -> dict:
-    return {"status": "ok"}
+async def healthz(state: Service) -> dict:
+    # The event loop answers; the workers' own health is in the numbers (a frozen worker is replaced
+    # within stall_timeout_s, its request failed so the caller retries elsewhere).
+    return {"status": "ok", "workers_ready": state.pool.ready_workers, "workers_replaced_frozen": state.pool.frozen}
 
 
 @probes_router.get("/readyz", responses={503: {"description": "not ready"}})

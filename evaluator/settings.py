@@ -8,7 +8,7 @@ import os
 import socket
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PORT = 8000
@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     """Everything the service needs to know. Each field reads ``RRP_<FIELD>`` from the environment
     (``RRP_WORKERS``, ``RRP_MAX_INFLIGHT``, ...) unless given explicitly, as the flags do."""
 
-    model_config = SettingsConfigDict(env_prefix="RRP_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RRP_", frozen=True, extra="ignore", populate_by_name=True)
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     """Frame limit of one lap (25 frames per simulated second)."""
     retry_after_s: int = 1
     """Seconds a client should wait after a 503."""
+    stall_timeout_s: float = Field(default=10.0, validation_alias=AliasChoices("stall_timeout_s", "RRP_STALL_TIMEOUT"))
+    """A worker without a heartbeat for this long is frozen: its request fails (503) and it is replaced."""
+    header_timeout_s: float = Field(default=10.0,
+                                    validation_alias=AliasChoices("header_timeout_s", "RRP_HEADER_TIMEOUT"))
+    """Seconds a request's headers may take from its first byte (then 408, connection closed)."""
+    body_timeout_s: float = Field(default=60.0, validation_alias=AliasChoices("body_timeout_s", "RRP_BODY_TIMEOUT"))
+    """Seconds a request body may take to arrive (then 408); it is read before a capacity slot is taken."""
     evaluator_id: str = Field(default_factory=_default_id)
     """Name this evaluator reports in every answer."""
 
@@ -89,6 +96,13 @@ class Settings(BaseSettings):
             raise ValueError("max_inflight must be >= 1")
         return value
 
+    @field_validator("stall_timeout_s", "header_timeout_s", "body_timeout_s")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError("stall, header and body timeouts must be positive")
+        return value
+
     @field_validator("max_body_bytes")
     @classmethod
     def _body_at_least_1k(cls, value: int) -> int:
@@ -97,13 +111,20 @@ class Settings(BaseSettings):
         return value
 
 
+ENV_NAMES = {"stall_timeout_s": "RRP_STALL_TIMEOUT", "header_timeout_s": "RRP_HEADER_TIMEOUT",
+             "body_timeout_s": "RRP_BODY_TIMEOUT"}
+"""Variables whose name is not ``RRP_<FIELD>``."""
+
+
 def describe(error: ValidationError, *, env: bool = False) -> str:
     """One line for the first problem of a settings error, naming the flag's field or the variable."""
     err = error.errors(include_url=False)[0]
     field = str(err["loc"][0]) if err["loc"] else "settings"
-    name = f"RRP_{field.upper()}" if env else field
+    name = ENV_NAMES.get(field, f"RRP_{field.upper()}") if env else field
     if err["type"].startswith("int_"):
         return f"{name} must be an integer, got {err.get('input')!r}"
+    if err["type"].startswith("float_"):
+        return f"{name} must be a number of seconds, got {err.get('input')!r}"
     return str(err["msg"]).removeprefix("Value error, ")
 
 

@@ -81,9 +81,12 @@ class EvaluationTask(BaseModel):
         return load_track(self.track)
 
     def load_track_for_network(self) -> Track:
-        """The track for a task that arrived over the network: never read a path from this disk."""
+        """The track for a task that arrived over the network: never read a path from this disk.
+
+        Built afresh: the caller (an evaluator worker) caches it within its byte budget, and a second,
+        separate cache here would keep other large tracks alive beside it."""
         if isinstance(self.track, TrackData):
-            return self.track.to_track()
+            return self.track.to_track(cached=False)
         return load_bundled_track(self.track)
 
     def resolved(self) -> EvaluationTask:

@@ -124,7 +124,8 @@ def _field_name(loc: Sequence[Any]) -> str:
 
 
 ERROR_REASONS = {
-    400: "invalid", 401: "unauthorized", 413: "too_large", 422: "invalid", 500: "internal", 503: "overloaded"
+    400: "invalid", 401: "unauthorized", 408: "slow_body", 413: "too_large", 422: "invalid", 500: "internal",
+    503: "overloaded",
 }
 """The ``reason`` label of ``rrp_errors_total`` for each error status."""
 

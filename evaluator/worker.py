@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -25,24 +27,36 @@ from evaluator.controllers import CONTROLLER_KINDS, ControllerSpec
 from evaluator.task import EvaluationTask
 from game import DEFAULT_TRACK, LapResult, Track
 
-TASK_CACHE_SIZE = 16
+TASK_CACHE_SIZE = 64
+"""A run drives at most 64 tracks (``ga.tracksets.MAX_TRACKS``), one task each: all of them stay cached,
+however many generated tracks a run cycles through every generation."""
+TASK_CACHE_BYTES = 256 * 1024 * 1024
+"""What the cached tracks may hold (``Track.memory_bytes``: their grids, up to 64 MB each); the least
+recently used go first, the task in use always stays. With the entry limit alone, 16 of the largest
+accepted tracks would keep a gigabyte per worker."""
+HEARTBEAT_S = 0.5
 
-_TASKS: OrderedDict[tuple[str, bool], tuple[EvaluationTask, Track]] = OrderedDict()
+_TASKS: OrderedDict[str, tuple[EvaluationTask, Track]] = OrderedDict()
+"""Keyed by the task's JSON (prefixed ``local:`` for tasks trusted to name a track file)."""
 
 
 def cached_task(task_json: str, *, network: bool) -> tuple[EvaluationTask, Track]:
     """The validated task and its track, built once per process and task."""
-    key = (task_json, network)
+    key = task_json if network else "local:" + task_json
     entry = _TASKS.get(key)
     if entry is None:
         task = EvaluationTask.model_validate_json(task_json)
         entry = (task, task.load_track_for_network() if network else task.load_track())
         _TASKS[key] = entry
-        while len(_TASKS) > TASK_CACHE_SIZE:
+        while len(_TASKS) > 1 and (len(_TASKS) > TASK_CACHE_SIZE or cached_bytes() > TASK_CACHE_BYTES):
             _TASKS.popitem(last=False)
     else:
         _TASKS.move_to_end(key)
     return entry
+
+
+def cached_bytes() -> int:
+    return sum(track.memory_bytes for _, track in _TASKS.values())
 
 
 def evaluate_races(
@@ -74,10 +88,21 @@ def _answer(task_json: str | None, genomes: Any, races: Sequence[int]) -> Any:
     return [r.to_dict() for r in evaluate_races(task_json, genomes, races, network=True)]
 
 
-def serve(conn) -> None:
+def _heartbeat(beat) -> None:
+    """Stamp the shared clock twice a second: a worker that stops stamping is frozen (SIGSTOP, a
+    stuck native call, swapped out), whatever its pipe says."""
+    while True:
+        beat.value = time.monotonic()
+        time.sleep(HEARTBEAT_S)
+
+
+def serve(conn, beat=None) -> None:
     """An evaluator worker process: answer ``(job_id, task_json, genomes, races)`` messages until ``None``
-    or EOF with ``(job_id, ok, payload)``; ``task_json=None`` asks for the warm-up."""
+    or EOF with ``(job_id, ok, payload)``; ``task_json=None`` asks for the warm-up. ``beat``: a shared
+    clock this process stamps from a thread (:class:`evaluator.pool.WorkerPool` watches it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's business
+    if beat is not None:
+        threading.Thread(target=_heartbeat, args=(beat,), name="heartbeat", daemon=True).start()
     while True:
         try:
             message = conn.recv()

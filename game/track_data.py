@@ -24,9 +24,12 @@ class TrackData(BaseModel):
     points: tuple[tuple[FiniteFloat, FiniteFloat], ...] = Field(min_length=4, max_length=MAX_POINTS)
     description: str = Field(default="", max_length=500)
 
-    def to_track(self, source: str | None = None) -> Track:
-        """The validated track (TrackError says what is wrong, naming ``source``); built once per data."""
-        return _track_from_data(self, source or f"inline track '{self.name}'")
+    def to_track(self, source: str | None = None, *, cached: bool = True) -> Track:
+        """The validated track (TrackError says what is wrong, naming ``source``). ``cached``: kept in a
+        small cache (a track may hold up to 64 MB of grid); an evaluator worker builds its own and keeps
+        it in its byte-bounded cache instead."""
+        build = _track_from_data if cached else _track_from_data.__wrapped__
+        return build(self, source or f"inline track '{self.name}'")
 
     @classmethod
     def from_track(cls, track: Track) -> TrackData:
@@ -35,7 +38,7 @@ class TrackData(BaseModel):
                    description=track.description)
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=4)
 def _track_from_data(data: TrackData, source: str) -> Track:
     doc = {"name": data.name, "width": data.width, "points": [list(p) for p in data.points],
            "description": data.description}

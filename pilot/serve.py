@@ -72,6 +72,10 @@ class Settings:
     max_batch: int = 64
     #: request bodies over this are refused (413) before they are read
     max_body_bytes: int = 8 * 1024 * 1024
+    #: seconds to receive a body; a slower upload is cut with 408 (it would hold an in-flight slot)
+    body_timeout_s: float = 30.0
+    #: seconds to receive a request's headers (408 after; uvicorn alone waits forever)
+    header_timeout_s: float = 10.0
     #: predict requests in progress at once (reading, decoding, inferring); beyond it: 503 at once, since
     #: an answer that waited in a queue is stale for a car that needs it now
     max_inflight: int = 16
@@ -83,6 +87,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.max_inflight < 1 or self.max_body_bytes < 1024 or self.watch_interval_s < 0:
             raise ValueError("max_batch and max_inflight must be >= 1, max_body_bytes >= 1024, watch_interval >= 0")
+        if not (self.body_timeout_s > 0 and self.header_timeout_s > 0):
+            raise ValueError("body_timeout and header_timeout must be > 0")
 
 
 # --- the contract ---------------------------------------------------------------------------------
@@ -369,7 +375,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post(
         "/v1/predict",
         response_model=PredictResponse,
-        responses={code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)},
+        responses={code: {"model": ErrorResponse} for code in (400, 408, 413, 415, 422, 503)},
         openapi_extra={"requestBody": body_doc},
         summary="steering, target speed and keys for one frame or a batch",
     )
@@ -396,7 +402,11 @@ def create_app(settings: Settings) -> FastAPI:
             if media not in IMAGE_TYPES and media != "application/json":
                 raise ApiError(415, "Content-Type", f"{media or 'none'}: send application/json or "
                                f"{' / '.join(IMAGE_TYPES)}", "unsupported_media_type")
-            body = await _read_body(request, settings.max_body_bytes)
+            try:
+                body = await asyncio.wait_for(_read_body(request, settings.max_body_bytes), settings.body_timeout_s)
+            except TimeoutError:
+                raise ApiError(408, "body", f"request body not received within {settings.body_timeout_s:g} s",
+                               "body_timeout") from None
             frames = _frames_from_json(body) if media == "application/json" else _frame_from_raw(body, speed)
             if len(frames) > settings.max_batch:
                 raise ApiError(413, "frames", f"batch of {len(frames)} exceeds the limit of {settings.max_batch}",
@@ -499,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="predict requests in progress at once, beyond it 503 (RRP_MAX_INFLIGHT)")
     p.add_argument("--max-body-bytes", type=int, default=_env("RRP_MAX_BODY_BYTES", int, 8 * 1024 * 1024),
                    help="request body limit (RRP_MAX_BODY_BYTES)")
+    p.add_argument("--body-timeout", type=float, default=30.0, help="seconds to receive a request body (408 after)")
+    p.add_argument("--header-timeout", type=float, default=10.0, help="seconds to receive request headers (408 after)")
     p.add_argument("--watch-interval", type=float, default=2.0,
                    help="seconds between looks at the model file for a new version (0: only POST /v1/reload)")
     p.add_argument("--token-env", default="RRP_TOKEN",
@@ -512,6 +524,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise ValueError("--model (or RRP_MODEL) is required")
     return Settings(model=Path(args.model), host=args.host, port=args.port, max_batch=args.max_batch,
                     max_inflight=args.max_inflight, max_body_bytes=args.max_body_bytes,
+                    body_timeout_s=args.body_timeout, header_timeout_s=args.header_timeout,
                     token=os.environ.get(args.token_env) or None, watch_interval_s=args.watch_interval)
 
 
@@ -524,9 +537,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import uvicorn
 
+    from game.slow_clients import header_deadline_protocol  # game's lazy __init__: no simulation imported
+
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level,
-                access_log=False, proxy_headers=False, timeout_keep_alive=75, timeout_graceful_shutdown=10)
+                access_log=False, proxy_headers=False, timeout_keep_alive=75, timeout_graceful_shutdown=10,
+                http=header_deadline_protocol(settings.header_timeout_s))
     return 0
 
 

@@ -33,7 +33,7 @@ SLOW_MODULES = {
     "test_deploy_k8s", "test_deploy_readonly", "test_ga_cli", "test_ga_resume", "test_game_camera",
     "test_game_recorder", "test_game_remote", "test_game_render", "test_game_scene", "test_game_window",
     "test_http_discovery", "test_http_executor", "test_http_ga", "test_http_support", "test_pilot_collect",
-    "test_pilot_serve", "test_pilot_train", "test_service_api",
+    "test_pilot_serve", "test_pilot_train", "test_service_api", "test_service_slow_and_frozen",
 }
 
 

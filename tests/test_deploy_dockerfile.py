@@ -63,10 +63,12 @@ def lineage(stage: str) -> list[str]:
     return chain
 
 
-def test_hadolint_passes():
+@pytest.mark.parametrize("dockerfile", [DOCKERFILE, ROOT / "tools" / "containers" / "redis.Containerfile"],
+                         ids=lambda p: p.name)
+def test_hadolint_passes(dockerfile):
     path = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
     assert path, "hadolint not installed (pip install -e '.[test]')"
-    proc = subprocess.run([path, str(DOCKERFILE)], capture_output=True, text=True)
+    proc = subprocess.run([path, str(dockerfile)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -154,14 +156,17 @@ import io, json, sys, importlib.metadata as md
 import numpy as np, uvicorn.loops.uvloop, uvicorn.protocols.http.httptools_impl, PIL.Image
 from pilot.runtime import PilotModel
 from pilot.serve import Settings, create_app, decode_image
+from game.slow_clients import header_deadline_protocol
+header_deadline_protocol()
 model = PilotModel.load(sys.argv[1])
 create_app(Settings(model=sys.argv[1]))
 buffer = io.BytesIO()
 PIL.Image.fromarray(np.zeros(model.input_size[::-1] + (3,), np.uint8)).save(buffer, format="PNG")
 model.predict(decode_image(buffer.getvalue(), model.input_size, "x")[None], [1.0])
 dists = md.packages_distributions()
-top = {m.split(".")[0] for m in sys.modules} - set(sys.stdlib_module_names) - {"pilot", "cython_runtime"}
-print(json.dumps({m: dists.get(m, []) for m in sorted(top) if not m.startswith("_")}))
+top = {m.split(".")[0] for m in sys.modules} - set(sys.stdlib_module_names) - {"pilot", "game", "cython_runtime"}
+game = sorted(m for m in sys.modules if m.split(".")[0] == "game")
+print(json.dumps({"game": game, "dists": {m: dists.get(m, []) for m in sorted(top) if not m.startswith("_")}}))
 """
 
 
@@ -200,7 +205,9 @@ def test_pilot_image_requirements_cover_what_serving_imports(tmp_path):
     assert probe.returncode == 0, probe.stderr
     from packaging.utils import canonicalize_name
 
-    imported = {module: {canonicalize_name(d) for d in dists} for module, dists in json.loads(probe.stdout).items()}
+    found = json.loads(probe.stdout)
+    assert found["game"] == ["game", "game.slow_clients"], "serving uses game's header deadline and nothing else"
+    imported = {module: {canonicalize_name(d) for d in dists} for module, dists in found["dists"].items()}
     missing = {module: dists for module, dists in imported.items() if not dists & installed}
     assert not missing, f"served code imports modules the pilot image lacks: {missing}"
     assert {"onnxruntime", "pillow", "fastapi", "uvloop", "httptools"} <= installed

@@ -293,6 +293,38 @@ def test_beyond_max_inflight_the_answer_is_503_at_once(model_dir):
         server.stop()
 
 
+def test_a_body_that_never_finishes_is_cut_with_408_and_frees_its_slot(model_dir):
+    """A client that stops sending mid-body would hold an in-flight slot forever: the body deadline
+    (0.5 s here) answers 408, and the only slot is free again for the next request."""
+    server = Server(model_dir, "--watch-interval", "0", "--max-inflight", "1", "--body-timeout", "0.5")
+    images, speeds = frames(1)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+            s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 1000\r\n\r\n{\"frames\": [")
+            answer = b""
+            while not answer.endswith(b"}") and (chunk := s.recv(65536)):
+                answer += chunk
+        head, _, body = answer.decode().partition("\r\n\r\n")
+        assert head.startswith("HTTP/1.1 408"), head
+        assert json.loads(body)["detail"] == "body: request body not received within 0.5 s"
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            assert http.post("/v1/predict", json=batch(images, speeds)).status_code == 200
+            assert metric(http.get("/metrics").text, "rrp_pilot_errors_total", reason="body_timeout") == 1
+    finally:
+        server.stop()
+
+
+def test_headers_that_never_finish_are_cut_with_408(model_dir):
+    server = Server(model_dir, "--watch-interval", "0", "--header-timeout", "0.5")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+            s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Ty")
+            assert s.recv(4096).startswith(b"HTTP/1.1 408")
+    finally:
+        server.stop()
+
+
 # --- hot reload -------------------------------------------------------------------------------------
 
 

@@ -42,7 +42,7 @@ def client(ev):
 
 
 def test_health_ready_info_and_openapi(client):
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "workers_ready": 1, "workers_replaced_frozen": 0}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
     info = client.get("/v1/info").json()

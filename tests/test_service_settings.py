@@ -31,7 +31,7 @@ def test_environment_sets_defaults_and_flags_win(monkeypatch):
 
 def test_defaults_and_token_from_another_variable(monkeypatch):
     s = _settings(["--workers", "2"], monkeypatch)
-    assert s.host == "0.0.0.0" and s.port == 8000 and s.token is None
+    assert s.host == "127.0.0.1" and s.port == 8000 and s.token is None
     assert s.capacity == 4  # two requests per worker by default
     monkeypatch.setenv("MY_SECRET", "abc")
     assert _settings(["--token-env", "MY_SECRET"], monkeypatch).token == "abc"
