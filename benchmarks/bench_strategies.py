@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'track':10s}  " + "  ".join(f"{v:>16s}" for v in names))
     for track in tracks:
         means = [statistics.fmean(laps[(track, v)]) for v in names]
-        cells = [f"{fmt(m)} (x{m / means[0]:.3f})" if math.isfinite(m) else fmt(m) for m in means]
+        cells = [f"{fmt(m)} (x{m / means[0]:.3f})" if math.isfinite(m) and math.isfinite(means[0]) else fmt(m)
+                 for m in means]
         print(f"{track:10s}  " + "  ".join(f"{c:>16s}" for c in cells))
     if not args.keep:
         import shutil
