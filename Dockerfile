@@ -35,22 +35,32 @@ WORKDIR /home/rrp
 FROM base AS builder
 RUN python -m venv /opt/venv
 WORKDIR /src
-# Dependencies first (cached while only the source changes).
-COPY pyproject.toml README.md ./
+# Dependencies first, from pyproject.toml alone: cached while only the source or README change.
+COPY pyproject.toml ./
 RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(d['dependencies']))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
+COPY README.md ./
 COPY game ./game
 COPY evaluator ./evaluator
 COPY ga ./ga
 COPY pilot ./pilot
 RUN pip install --no-deps . \
-    && python -c "import game, evaluator, ga, pilot"
+    && python -c "import game, evaluator, ga, pilot" \
+    && rm -rf build ./*.egg-info
 
-# builder-game: adds the front end's extra (Ursina, Panda3D, Pillow) and the pilot's runtime
-# (onnxruntime), which frame collection needs to let a model drive (DAgger rounds).
-FROM builder AS builder-game
-RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(d['optional-dependencies']['game'] + d['optional-dependencies']['pilot']))" > /tmp/requirements-game.txt \
+# builder-game: the project with the front end's extra (Ursina, Panda3D, Pillow) and the pilot's
+# runtime (onnxruntime), which frame collection needs to let a model drive (DAgger rounds). Its own
+# venv from scratch, dependencies first, so a source change does not reinstall them.
+FROM base AS builder-game
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml ./
+RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(d['dependencies'] + d['optional-dependencies']['game'] + d['optional-dependencies']['pilot']))" > /tmp/requirements-game.txt \
     && pip install -r /tmp/requirements-game.txt
+# the same sources as the builder's (README and packages)
+COPY --from=builder /src ./
+RUN pip install --no-deps . \
+    && python -c "import game, evaluator, ga, pilot"
 
 # builder-pilot: the serving image's venv from scratch: the web stack and numpy from the project's
 # dependencies plus the `pilot` extra (onnxruntime, Pillow), and the `pilot` package (with `game`'s
@@ -59,9 +69,10 @@ RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['p
 FROM base AS builder-pilot
 RUN python -m venv /opt/venv
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 RUN python -c "import re, tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']; serve = {'numpy', 'pydantic', 'fastapi', 'uvicorn', 'orjson', 'prometheus-client', 'httptools', 'uvloop', 'sniffio'}; print('\n'.join([r for r in d['dependencies'] if re.split('[<>=!~ ;\\[]', r)[0] in serve] + d['optional-dependencies']['pilot']))" > /tmp/requirements-pilot.txt \
     && pip install -r /tmp/requirements-pilot.txt
+COPY README.md ./
 COPY game ./game
 COPY pilot ./pilot
 RUN pip install --no-deps . \

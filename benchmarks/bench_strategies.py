@@ -8,7 +8,7 @@ variant alike. Lap quality does not depend on load (the runs are deterministic);
 times printed beside them do.
 
     python benchmarks/bench_strategies.py [--tracks circuit,hairpins] [--seeds 0,1,2]
-        [--variants ga:128,cma:128] [--budget 6528] [--keep DIR]
+        [--variants ga:128,cma:64] [--budget 6528] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tracks", default="circuit,hairpins")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--variants", default="ga:128,cma:128", help="strategy:population, comma separated")
+    p.add_argument("--variants", default="ga:128,cma:64", help="strategy:population, comma separated")
     p.add_argument("--budget", type=int, default=128 * 51, help="laps per track and run")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--keep", default=None, help="keep the run folders here")
@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'track':10s}  " + "  ".join(f"{v:>16s}" for v in names))
     for track in tracks:
         means = [statistics.fmean(laps[(track, v)]) for v in names]
-        cells = [f"{fmt(m)} (x{m / means[0]:.3f})" if math.isfinite(m) else fmt(m) for m in means]
+        cells = [f"{fmt(m)} (x{m / means[0]:.3f})" if math.isfinite(m) and math.isfinite(means[0]) else fmt(m)
+                 for m in means]
         print(f"{track:10s}  " + "  ".join(f"{c:>16s}" for c in cells))
     if not args.keep:
         import shutil

@@ -24,7 +24,7 @@ class EvolutionConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     seed: int = 0
-    strategy: Literal["ga", "cma"] = Field("ga", description="genetic algorithm or CMA-ES")
+    strategy: Literal["ga", "cma"] = Field(description="genetic algorithm or CMA-ES")
     population: int = Field(128, ge=2, description="individuals per generation (CMA-ES: lambda)")
     tasks: tuple[EvaluationTask, ...] = Field(min_length=1, max_length=64,
                                               description="one per track; a genome drives them all")

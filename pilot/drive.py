@@ -96,7 +96,7 @@ def pursuit_lap(track: Any) -> Any:
 _worker: dict[str, Any] = {}
 
 
-def _evaluate_track(model_or_url: str, name: str, delays: list[int]) -> list[dict[str, Any]]:
+def _evaluate_track(model_or_url: str, name: str, delays: list[int], max_frames: int) -> list[dict[str, Any]]:
     """Runs in a worker process: every delay on one track, and the pursuit lap to compare with."""
     from pilot.tracks import track_by_name
 
@@ -110,7 +110,7 @@ def _evaluate_track(model_or_url: str, name: str, delays: list[int]) -> list[dic
     rows = []
     for delay in delays:
         t0 = time.perf_counter()
-        lap = drive_lap(_worker["renderer"], track, _worker["pilot"], delay=delay)
+        lap = drive_lap(_worker["renderer"], track, _worker["pilot"], delay=delay, max_frames=max_frames)
         rows.append({"track": name, "delay": delay, **lap.to_dict(), "pursuit_lap_s": base.lap_time_s,
                      "ratio": lap.lap_time_s / base.lap_time_s if lap.finished else None,
                      "frames_per_s": lap.frames / (time.perf_counter() - t0)})
@@ -118,11 +118,12 @@ def _evaluate_track(model_or_url: str, name: str, delays: list[int]) -> list[dic
 
 
 def evaluate(model_or_url: str, tracks: list[str], delays: list[int], *, workers: int = 2,
-             seen: set[str] | None = None) -> dict[str, Any]:
+             seen: set[str] | None = None, max_frames: int = 5000) -> dict[str, Any]:
     """Full laps on every track at every delay; ``seen`` names the tracks the model was trained on."""
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        rows = [r for part in pool.map(_evaluate_track, [model_or_url] * len(tracks), tracks,
-                                       [delays] * len(tracks)) for r in part]
+        n = len(tracks)
+        rows = [r for part in pool.map(_evaluate_track, [model_or_url] * n, tracks, [delays] * n, [max_frames] * n)
+                for r in part]
     seen = seen or set()
     for r in rows:
         r["trained_on"] = r["track"] in seen
@@ -205,7 +206,7 @@ def drive_one(args: argparse.Namespace, pilot: Any) -> int:
         if args.watch:  # real time: frame k is due at t0 + k / 25
             time.sleep(max(0.0, t0 + race.frame / 25 - time.perf_counter()))
 
-    lap = drive_lap(renderer, track, pilot, delay=args.delay, on_frame=on_frame)
+    lap = drive_lap(renderer, track, pilot, delay=args.delay, max_frames=args.max_frames, on_frame=on_frame)
     wall = time.perf_counter() - t0
     base = pursuit_lap(track)
     if args.video:
@@ -225,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", help="model folder or model.onnx, or the URL of python -m pilot.serve")
     p.add_argument("--track", default="circuit", help="bundled name, JSON path or random-SEED")
     p.add_argument("--delay", type=int, default=0, help="frames the image is late")
+    p.add_argument("--max-frames", type=int, default=5000, help="frames before a lap ends unfinished")
     p.add_argument("--watch", action="store_true", help="drive in a window, in real time")
     p.add_argument("--video", default=None, help="write the pilot's view with its decisions to this .gif")
     p.add_argument("--sheet", default=None, help="write 8 frames of the lap with the pilot's decisions to this .png")
@@ -239,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.video and not args.video.endswith(".gif"):
             raise ValueError("--video writes an animated GIF: give a path ending in .gif")
         delays = [int(d) for d in args.delays.split(",")]
-        if min(delays + [args.delay]) < 0 or args.workers < 1:
-            raise ValueError("delays must be >= 0 and --workers positive")
+        if min(delays + [args.delay]) < 0 or args.workers < 1 or args.max_frames < 1:
+            raise ValueError("delays must be >= 0, --workers and --max-frames positive")
         tracks = parse_tracks(args.tracks if args.pilot else args.track)
         from pilot.tracks import track_by_name
 
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         return drive_one(args, pilot)
     card = getattr(pilot, "card", {})
     seen = set(card.get("data", {}).get("tracks", []))
-    report = evaluate(args.model, tracks, delays, workers=args.workers, seen=seen)
+    report = evaluate(args.model, tracks, delays, workers=args.workers, seen=seen, max_frames=args.max_frames)
     report["model"] = pilot.version
     print_evaluation(report)
     if args.json:

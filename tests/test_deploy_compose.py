@@ -16,6 +16,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
+PODMAN_OVERRIDE = ROOT / "tools" / "containers" / "compose.podman.yml"
 
 
 def docker_compose() -> str:
@@ -33,9 +34,10 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def compose_config(path: Path = COMPOSE, **env: str) -> subprocess.CompletedProcess:
+def compose_config(path: Path = COMPOSE, *overrides: Path, **env: str) -> subprocess.CompletedProcess:
+    files = [arg for p in (path, *overrides) for arg in ("-f", str(p))]
     return subprocess.run(
-        [docker_compose(), "-f", str(path), "--project-directory", str(ROOT), "config", "--format", "json"],
+        [docker_compose(), *files, "--project-directory", str(ROOT), "config", "--format", "json"],
         capture_output=True, text=True, env=clean_env(**env),
     )
 
@@ -195,3 +197,25 @@ def test_vision_pilot_services_are_opt_in_profiles():
     for name in ("pilot", "collector"):
         assert s[name]["read_only"] is True and "/tmp" in s[name]["tmpfs"]
         assert s[name]["cap_drop"] == ["ALL"] and "no-new-privileges:true" in s[name]["security_opt"]
+
+
+def test_podman_override_swaps_redis_and_shortens_the_ga_only():
+    """tools/containers/compose.podman.yml (the container stage's override), merged by Compose itself:
+    a locally built Redis and a short seeded GA; everything else, hardening included, unchanged."""
+    plain, merged = (
+        json.loads(proc.stdout)["services"] if proc.returncode == 0 else pytest.fail(proc.stderr)
+        for proc in (compose_config(RRP_EVALUATOR_REPLICAS="2"),
+                     compose_config(COMPOSE, PODMAN_OVERRIDE, RRP_EVALUATOR_REPLICAS="2"))
+    )
+    assert merged["redis"]["image"] == "localhost/rrp-redis:7.0-bookworm"
+    assert merged["redis"]["command"][:3] == ["redis-server", "--protected-mode", "no"]
+    assert merged["ga"]["command"] == [
+        "python", "-m", "ga.run", "--generations", "3", "--population", "32", "--seed", "0",
+        "--evaluators", "dns://evaluator:8000", "--out", "/runs/stage",
+    ]
+    assert merged["evaluator"]["deploy"]["replicas"] == 2
+    assert merged["evaluator"] == plain["evaluator"] and merged["game"] == plain["game"]
+    assert {k: v for k, v in merged["redis"].items() if k not in ("image", "command")} == \
+        {k: v for k, v in plain["redis"].items() if k not in ("image", "command")}
+    assert {k: v for k, v in merged["ga"].items() if k != "command"} == \
+        {k: v for k, v in plain["ga"].items() if k != "command"}

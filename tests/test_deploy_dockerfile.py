@@ -63,10 +63,12 @@ def lineage(stage: str) -> list[str]:
     return chain
 
 
-def test_hadolint_passes():
+@pytest.mark.parametrize("dockerfile", [DOCKERFILE, ROOT / "tools" / "containers" / "redis.Containerfile"],
+                         ids=lambda p: p.name)
+def test_hadolint_passes(dockerfile):
     path = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
     assert path, "hadolint not installed (pip install -e '.[test]')"
-    proc = subprocess.run([path, str(DOCKERFILE)], capture_output=True, text=True)
+    proc = subprocess.run([path, str(dockerfile)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -16,7 +16,7 @@ from ga.toolbox import make_statistics, make_toolbox
 from game import DEFAULT_TRACK
 
 CONFIG = EvolutionConfig(
-    seed=5, population=6, track_label=DEFAULT_TRACK, hof_size=3,
+    seed=5, strategy="ga", population=6, track_label=DEFAULT_TRACK, hof_size=3,
     tasks=(EvaluationTask(track=DEFAULT_TRACK, max_frames=80, controller=ControllerSpec(hidden=(3,))),
            EvaluationTask(track="oval", max_frames=60, controller=ControllerSpec(hidden=(3,)))),
 )

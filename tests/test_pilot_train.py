@@ -138,3 +138,64 @@ def test_train_cli_refuses_a_folder_that_is_not_a_dataset(tmp_path):
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "is not a dataset" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_drive_cli_evaluates_records_and_updates_the_card(trained, tmp_path):
+    """``pilot.drive --pilot``: a row per (track, delay) against the pursuit lap; a single lap writes GIF and sheet."""
+    from PIL import Image
+
+    out, _ = trained
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    report_path = tmp_path / "eval.json"
+    proc = subprocess.run([sys.executable, "-m", "pilot.drive", str(out), "--pilot", "--tracks", "oval,random-1000",
+                           "--delays", "0,2", "--workers", "2", "--max-frames", "200", "--json", str(report_path),
+                           "--update-card"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(report_path.read_text())
+    assert [(r["track"], r["delay"]) for r in report["rows"]] == [("oval", 0), ("oval", 2), ("random-1000", 0),
+                                                                  ("random-1000", 2)]
+    for r in report["rows"]:
+        assert r["pursuit_lap_s"] > 0 and r["frames"] <= 200
+        assert r["trained_on"] == (r["track"] == "oval")  # the tiny dataset drove oval and hairpins
+    assert {(s["delay"], s["tracks"]) for s in report["summary"]} == {(0, "trained"), (0, "unseen"), (2, "trained"),
+                                                                      (2, "unseen")}
+    card = json.loads((out / "model.json").read_text())
+    assert card["evaluation"]["summary"] == report["summary"]
+    assert PilotModel.load(out).version == card["version"]  # the card still loads
+
+    proc = subprocess.run([sys.executable, "-m", "pilot.drive", str(out), "--track", "hairpins", "--max-frames", "60",
+                           "--video", str(tmp_path / "lap.gif"), "--sheet", str(tmp_path / "sheet.png")],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "hairpins:" in proc.stdout and "wall contacts" in proc.stdout
+    with Image.open(tmp_path / "lap.gif") as gif:
+        assert gif.n_frames == 30  # every 2nd of 60 frames
+    with Image.open(tmp_path / "sheet.png") as sheet:
+        assert sheet.size == (4 * 96 * 4, 2 * 72 * 4)
+
+    proc = subprocess.run([sys.executable, "-m", "pilot.drive", str(out), "--video", "lap.mp4"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: --video writes an animated GIF: give a path ending in .gif"
+
+
+def test_watching_in_a_window_drives_the_same_lap_as_offscreen(trained, tmp_path):
+    """``--watch`` on a real X server (Xvfb): a window, real-time pacing, and still the lock-step lap."""
+    from test_game_window import _start_xvfb
+
+    out, _ = trained
+    runs = {}
+    xvfb, display = _start_xvfb()
+    try:
+        for mode in ("offscreen", "watch"):
+            env = dict(os.environ, PYTHONPATH=str(ROOT), DISPLAY=display)
+            extra = ["--watch"] if mode == "watch" else []
+            proc = subprocess.run([sys.executable, "-m", "pilot.drive", str(out), "--track", "oval", "--max-frames",
+                                   "50", *extra], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            line = proc.stdout.strip().splitlines()[-1]
+            runs[mode] = line.split(" frames/s closed loop")[0].rsplit(",", 1)[0]  # the lap, without the rate
+    finally:
+        xvfb.terminate()
+        xvfb.wait(10)
+    assert runs["watch"] == runs["offscreen"] and runs["watch"].startswith("oval: ")
