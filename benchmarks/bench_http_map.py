@@ -121,7 +121,7 @@ def ga_populations(generations: int = 6) -> tuple[EvaluationTask, list[list[floa
             devnull.close()
         cp0 = json.loads((out0 / "checkpoint.json").read_text())
         cpn = json.loads((outn / "checkpoint.json").read_text())
-    task = EvaluationTask.model_validate(cp0["config"]["task"])
+    task = EvaluationTask.model_validate(cp0["config"]["tasks"][0])  # (one track: one task)
     # population entries: genome lists (possibly with a fitness alongside)
     def genomes(cp):
         out = []

@@ -7,7 +7,7 @@
    error, in frames), and schedules commands for future frames, then checks the frame each was
    applied at. It also measures how many frames an unscheduled command waits before it applies.
 2. Lock-step: single-frame ``POST /v1/step`` requests per second, with and without rendering, and
-   one evaluation lap driven remotely (``game.remote``), checked against the in-process lap.
+   one evaluation lap driven remotely (``ga.remote``), checked against the in-process lap.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def lockstep(steps: int, render: bool) -> dict:
         out = {"render": render, "steps": steps, "steps_per_s": round(steps / dt, 1),
                "frames_per_s_in_one_request": round(r["steps_taken"] / batch_dt, 1)}
         from evaluator import ControllerSpec, EvaluationTask
-        from game.remote import remote_lap
+        from ga.remote import remote_lap
 
         task = EvaluationTask(track="oval", max_frames=1500, controller=ControllerSpec(kind="mlp"))
         import numpy as np

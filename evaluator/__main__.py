@@ -13,7 +13,9 @@ import os
 import socket
 import sys
 
-from evaluator.settings import DEFAULT_PORT, Settings, env_defaults
+from pydantic import ValidationError
+
+from evaluator.settings import DEFAULT_PORT, Settings, describe, env_defaults
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from_args(args)
-    except ValueError as exc:
-        print(f"python -m evaluator: {exc}", file=sys.stderr)
+    except ValidationError as exc:
+        print(f"python -m evaluator: {describe(exc)}", file=sys.stderr)
         return 2
     import uvicorn
 

@@ -13,7 +13,7 @@ Both decode a whole population at once, so one batched ``Race`` evaluates a chun
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,12 +25,17 @@ N_KEYS = 4
 DEADZONE = 0.33  # schedule commands within +-DEADZONE press no key
 
 
+ControllerKind = Literal["mlp", "schedule"]
+CONTROLLER_KINDS: tuple[str, ...] = get_args(ControllerKind)
+"""Every decoder, the one list (the evaluator's ``/v1/info``, the GA's ``--controller``, warm-up)."""
+
+
 class ControllerSpec(BaseModel):
     """Which decoder turns a genome into a driver, and its size (this fixes the genome length)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["mlp", "schedule"] = "mlp"
+    kind: ControllerKind = "mlp"
     hidden: tuple[int, ...] = Field(default=(8,), max_length=3, description="mlp hidden layer sizes")
     segments: int = Field(default=100, ge=1, le=2_000, description="schedule: number of commands")
     segment_frames: int = Field(default=10, ge=1, le=250, description="schedule: frames per command")

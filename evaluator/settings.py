@@ -1,11 +1,15 @@
-"""Configuration of the evaluator service (command line flags and ``RRP_*`` environment variables)."""
+"""Configuration of the evaluator service: ``RRP_*`` environment variables (pydantic-settings), which
+``python -m evaluator``'s flags override."""
 
 from __future__ import annotations
 
 import math
 import os
 import socket
-from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PORT = 8000
 
@@ -41,85 +45,94 @@ def _default_id() -> str:
     return os.environ.get("HOSTNAME") or socket.gethostname()
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the service needs to know; built from flags/env by ``python -m evaluator``."""
+class Settings(BaseSettings):
+    """Everything the service needs to know. Each field reads ``RRP_<FIELD>`` from the environment
+    (``RRP_WORKERS``, ``RRP_MAX_INFLIGHT``, ...) unless given explicitly, as the flags do."""
+
+    model_config = SettingsConfigDict(env_prefix="RRP_", frozen=True, extra="ignore", populate_by_name=True)
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    #: worker processes running the simulation (the event loop never simulates)
-    workers: int = field(default_factory=_default_workers)
-    #: evaluation requests accepted at once (running + queued for a worker); beyond it: 503.
-    #: ``None`` means two per worker, so a worker never idles while the next request crosses the network.
+    workers: int = Field(default_factory=_default_workers)
+    """Worker processes running the simulation (the event loop never simulates)."""
     max_inflight: int | None = None
-    #: bearer token required on POST /v1/evaluations (``None``: no authentication)
+    """Evaluation requests accepted at once (running + queued for a worker); beyond it: 503.
+    ``None`` means two per worker, so a worker never idles while the next request crosses the network."""
     token: str | None = None
-    #: request bodies larger than this are refused with 413 before they are read
+    """Bearer token required on POST /v1/evaluations (``None``: no authentication)."""
     max_body_bytes: int = 16 * 1024 * 1024
-    #: genomes in one request
+    """Request bodies larger than this are refused with 413 before they are read."""
     max_batch: int = 1024
-    #: frame limit of one lap (25 frames per simulated second)
+    """Genomes in one request."""
     max_frames: int = 25 * 60 * 10
-    #: seconds a client should wait after a 503
+    """Frame limit of one lap (25 frames per simulated second)."""
     retry_after_s: int = 1
-    #: a worker without a heartbeat for this long is frozen: its request fails (503) and it is replaced
-    stall_timeout_s: float = 10.0
-    #: seconds a request's headers may take from its first byte (then 408, connection closed)
-    header_timeout_s: float = 10.0
-    #: seconds a request body may take to arrive (then 408); it is read before a capacity slot is taken
-    body_timeout_s: float = 60.0
-    #: name this evaluator reports in every answer
-    evaluator_id: str = field(default_factory=_default_id)
+    """Seconds a client should wait after a 503."""
+    stall_timeout_s: float = Field(default=10.0, validation_alias=AliasChoices("stall_timeout_s", "RRP_STALL_TIMEOUT"))
+    """A worker without a heartbeat for this long is frozen: its request fails (503) and it is replaced."""
+    header_timeout_s: float = Field(default=10.0,
+                                    validation_alias=AliasChoices("header_timeout_s", "RRP_HEADER_TIMEOUT"))
+    """Seconds a request's headers may take from its first byte (then 408, connection closed)."""
+    body_timeout_s: float = Field(default=60.0, validation_alias=AliasChoices("body_timeout_s", "RRP_BODY_TIMEOUT"))
+    """Seconds a request body may take to arrive (then 408); it is read before a capacity slot is taken."""
+    evaluator_id: str = Field(default_factory=_default_id)
+    """Name this evaluator reports in every answer."""
 
     @property
     def capacity(self) -> int:
         return self.max_inflight if self.max_inflight is not None else 2 * self.workers
 
-    def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ValueError("workers must be >= 1")
-        if self.max_inflight is not None and self.max_inflight < 1:
+    @field_validator("workers", "max_batch", "max_frames")
+    @classmethod
+    def _at_least_one(cls, value: int, info: Any) -> int:
+        if value < 1:
+            raise ValueError(f"{info.field_name} must be >= 1")
+        return value
+
+    @field_validator("max_inflight")
+    @classmethod
+    def _inflight_at_least_one(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
             raise ValueError("max_inflight must be >= 1")
-        if min(self.stall_timeout_s, self.header_timeout_s, self.body_timeout_s) <= 0:
+        return value
+
+    @field_validator("stall_timeout_s", "header_timeout_s", "body_timeout_s")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not value > 0:
             raise ValueError("stall, header and body timeouts must be positive")
-        if self.max_batch < 1 or self.max_frames < 1 or self.max_body_bytes < 1024:
-            raise ValueError("max_batch, max_frames must be >= 1 and max_body_bytes >= 1024")
+        return value
+
+    @field_validator("max_body_bytes")
+    @classmethod
+    def _body_at_least_1k(cls, value: int) -> int:
+        if value < 1024:
+            raise ValueError("max_body_bytes must be >= 1024")
+        return value
 
 
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise SystemExit(f"{name} must be an integer, got {value!r}") from None
+ENV_NAMES = {"stall_timeout_s": "RRP_STALL_TIMEOUT", "header_timeout_s": "RRP_HEADER_TIMEOUT",
+             "body_timeout_s": "RRP_BODY_TIMEOUT"}
+"""Variables whose name is not ``RRP_<FIELD>``."""
+
+
+def describe(error: ValidationError, *, env: bool = False) -> str:
+    """One line for the first problem of a settings error, naming the flag's field or the variable."""
+    err = error.errors(include_url=False)[0]
+    field = str(err["loc"][0]) if err["loc"] else "settings"
+    name = ENV_NAMES.get(field, f"RRP_{field.upper()}") if env else field
+    if err["type"].startswith("int_"):
+        return f"{name} must be an integer, got {err.get('input')!r}"
+    if err["type"].startswith("float_"):
+        return f"{name} must be a number of seconds, got {err.get('input')!r}"
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def env_defaults() -> dict:
-    """Defaults taken from the environment (flags override them)."""
-    out: dict = {}
-    if os.environ.get("RRP_HOST"):
-        out["host"] = os.environ["RRP_HOST"]
-    for key, env in (
-        ("port", "RRP_PORT"),
-        ("workers", "RRP_WORKERS"),
-        ("max_inflight", "RRP_MAX_INFLIGHT"),
-        ("max_body_bytes", "RRP_MAX_BODY_BYTES"),
-        ("max_batch", "RRP_MAX_BATCH"),
-        ("max_frames", "RRP_MAX_FRAMES"),
-    ):
-        value = _env_int(env)
-        if value is not None:
-            out[key] = value
-    for key, env in (("stall_timeout_s", "RRP_STALL_TIMEOUT"), ("header_timeout_s", "RRP_HEADER_TIMEOUT"),
-                     ("body_timeout_s", "RRP_BODY_TIMEOUT")):
-        value = os.environ.get(env, "").strip()
-        if value:
-            try:
-                out[key] = float(value)
-            except ValueError:
-                raise SystemExit(f"{env} must be a number of seconds, got {value!r}") from None
-    if os.environ.get("RRP_EVALUATOR_ID"):
-        out["evaluator_id"] = os.environ["RRP_EVALUATOR_ID"]
-    return out
+    """The ``RRP_*`` variables that are set, validated (the flags override them; the token is read
+    from the variable ``--token-env`` names)."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise SystemExit(describe(exc, env=True)) from None
+    return {name: getattr(settings, name) for name in settings.model_fields_set if name != "token"}

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
+from pydantic import BaseModel, ConfigDict, Field
 
 from evaluator.controllers import ControllerSpec, make_controller
 from game import DEFAULT_TRACK, RAY_RANGE, LapResult, Race, Track, bundled_tracks, load_bundled_track, load_track
 from game.physics import CAR_RADIUS
-from game.track import MAX_POINTS
+from game.track_data import TrackData
 
 
 class Perturbation(BaseModel):
@@ -65,26 +64,6 @@ class Perturbation(BaseModel):
         return ", ".join(p for p in parts if p) or "nominal"
 
 
-class TrackData(BaseModel):
-    """A track carried inline, so a pod can drive a track that only exists on the GA's disk."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(min_length=1, max_length=64)
-    width: FiniteFloat
-    points: tuple[tuple[FiniteFloat, FiniteFloat], ...] = Field(min_length=4, max_length=MAX_POINTS)
-    description: str = Field(default="", max_length=500)
-
-    def to_track(self) -> Track:
-        return _track_from_data(self)
-
-    @classmethod
-    def from_track(cls, track: Track) -> TrackData:
-        """The data of a loaded or generated track, to ship it inline."""
-        return cls(name=track.name, width=track.width, points=tuple(map(tuple, track.points.tolist())),
-                   description=track.description)
-
-
 class EvaluationTask(BaseModel):
     """Drive one lap per genome on ``track`` with a ``controller``, for at most ``max_frames``."""
 
@@ -107,7 +86,7 @@ class EvaluationTask(BaseModel):
         Built afresh: the caller (an evaluator worker) caches it within its byte budget, and a second,
         separate cache here would keep other large tracks alive beside it."""
         if isinstance(self.track, TrackData):
-            return _track_from_data.__wrapped__(self.track)
+            return self.track.to_track(cached=False)
         return load_bundled_track(self.track)
 
     def resolved(self) -> EvaluationTask:
@@ -158,12 +137,3 @@ class EvaluationTask(BaseModel):
 
     def __call__(self, genome: Sequence[float]) -> LapResult:
         return self.evaluate_batch([genome])[0]
-
-
-@lru_cache(maxsize=4)
-def _track_from_data(data: TrackData) -> Track:
-    """Built once per inline track; few are kept, as a track may hold up to 64 MB of grid (the
-    evaluator's workers keep theirs in a cache bounded in bytes)."""
-    doc = {"name": data.name, "width": data.width, "points": [list(p) for p in data.points],
-           "description": data.description}
-    return Track.from_json(doc, source=f"inline track '{data.name}'")

@@ -16,70 +16,18 @@ The default is two chunks per worker.
 
 from __future__ import annotations
 
-import math
+import contextlib
 import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 
-from evaluator import EvaluationTask
-from game import Track
-
-CHUNKS_PER_WORKER = 2
-"""Default number of chunks per worker and generation (see :func:`default_chunksize`)."""
-
-
-def require_task(fn: object) -> EvaluationTask:
-    """Refuse anything but a declared evaluation task, before any work is started."""
-    if not isinstance(fn, EvaluationTask):
-        raise TypeError(
-            f"executor function must be an evaluator.EvaluationTask, not {type(fn).__name__}"
-        )
-    return fn
-
-
-def as_genome(genome: Iterable[float]) -> list[float]:
-    """A plain list of floats: DEAP individuals carry a fitness that workers do not need."""
-    return [float(x) for x in genome]
-
-
-MIN_CHUNK = 8
-"""Below this many genomes per chunk the per-frame overhead dominates (many-core machines)."""
-
-
-def default_chunksize(n_items: int, workers: int, chunks_per_worker: int = CHUNKS_PER_WORKER) -> int:
-    """Chunk size giving each worker about ``chunks_per_worker`` chunks of ``n_items``.
-
-    On machines with many workers that would make tiny batches; chunks are then kept at
-    ``MIN_CHUNK`` genomes, but never so big that a worker gets nothing.
-    """
-    if n_items <= 0:
-        return 1
-    workers = max(1, workers)
-    size = math.ceil(n_items / (workers * chunks_per_worker))
-    if size < MIN_CHUNK:
-        size = min(MIN_CHUNK, math.ceil(n_items / workers))
-    return max(1, size)
-
-
-def split(items: Sequence, chunksize: int) -> list[Sequence]:
-    """Consecutive slices of ``items`` of at most ``chunksize`` (order is kept)."""
-    return [items[i : i + chunksize] for i in range(0, len(items), chunksize)]
-
-
-# --- worker side -----------------------------------------------------------------------------
-
-_TASKS: dict[str, tuple[EvaluationTask, Track]] = {}
-"""Per-process cache of validated tasks and their loaded tracks keyed by the task's JSON, so both
-are built once per worker, not once per chunk (a generated track's grids take ~50 ms to build)."""
-
-TASK_CACHE_SIZE = 64
-"""A run drives at most 64 tracks (``ga.tracksets.MAX_TRACKS``), one task each: all of them stay
-cached, however many generated tracks a run cycles through every generation."""
+from evaluator import EvaluationTask, worker
+from ga.contract import default_chunksize, genome_list, require_task, split
 
 
 def _worker_init(parent_pid: int) -> None:
@@ -93,7 +41,7 @@ def _worker_init(parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     die_with_parent(parent_pid)
-    warm_up()
+    _warm_up()
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -109,34 +57,16 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def warm_up() -> None:
-    """Drive a few frames so numba compiles now, not inside the first timed chunk.
-
-    Failures are ignored: a broken simulation reports itself properly on the first real
-    evaluation, with the task that caused it.
-    """
-    try:
-        from evaluator import ControllerSpec
-        from game import DEFAULT_TRACK
-
-        for kind in ("mlp", "schedule"):
-            spec = ControllerSpec(kind=kind)
-            task = EvaluationTask(track=DEFAULT_TRACK, max_frames=2, controller=spec)
-            task.evaluate_batch([[0.0] * spec.genome_length()])
-    except Exception:  # noqa: BLE001 - see docstring
-        pass
+def _warm_up() -> None:
+    """Compile the simulation now, not inside the first timed chunk. Failures are ignored: a broken
+    simulation reports itself properly on the first real evaluation, with the task that caused it."""
+    with contextlib.suppress(Exception):
+        worker.warm_up()
 
 
 def _evaluate_chunk(task_json: str, genomes: list[list[float]]) -> list:
-    """Worker entry point: one batched simulation for one chunk."""
-    entry = _TASKS.get(task_json)
-    if entry is None:
-        if len(_TASKS) >= TASK_CACHE_SIZE:  # a long-lived pool serving many runs: start afresh
-            _TASKS.clear()
-        task = EvaluationTask.model_validate_json(task_json)
-        entry = _TASKS[task_json] = (task, task.load_track())
-    task, track = entry
-    return task.evaluate_batch(genomes, track=track)
+    """Worker entry point: one batched simulation for one chunk (the task cached per process)."""
+    return worker.evaluate_races(task_json, genomes, network=False)
 
 
 def _noop() -> None:
@@ -172,7 +102,7 @@ class LocalExecutor(Executor):
             for _ in range(workers):
                 self._pool.submit(_noop)
         else:
-            warm_up()
+            _warm_up()
 
     # concurrent.futures.Executor API -------------------------------------------------------
 
@@ -182,7 +112,7 @@ class LocalExecutor(Executor):
         if kwargs or len(args) != 1:
             raise TypeError("submit(task, genome) takes exactly one genome")
         self._check_open()
-        genome = as_genome(args[0])
+        genome = genome_list(args[0], 0)
         if self._pool is None:
             future: Future = Future()
             try:
@@ -224,7 +154,7 @@ class LocalExecutor(Executor):
         if chunksize is not None and chunksize < 1:
             raise ValueError("chunksize must be >= 1")
         self._check_open()
-        genomes = [as_genome(g) for g in iterables[0]]
+        genomes = [genome_list(g, i) for i, g in enumerate(iterables[0])]
         size = chunksize or default_chunksize(len(genomes), self.workers)
         chunks = split(genomes, size)
         deadline = None if timeout is None else time.monotonic() + timeout

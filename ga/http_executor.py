@@ -29,7 +29,6 @@ import asyncio
 import concurrent.futures as cf
 import contextlib
 import logging
-import math
 import os
 import threading
 import time
@@ -37,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evaluator import EvaluationTask
+from ga.contract import genome_list, require_task, wire_json
 from ga.discovery import Discovery, parse_spec
 from ga.fleet.endpoint import Endpoint, EndpointState
 from ga.fleet.errors import EvaluationError, NoEvaluatorAvailable
@@ -48,15 +47,6 @@ from game import LapResult
 __all__ = ["EvaluationError", "HttpExecutor", "NoEvaluatorAvailable"]
 
 log = logging.getLogger("ga.http_executor")
-
-
-def _genome(genome: Iterable[float], index: int) -> list[float]:
-    """A plain list of finite floats (DEAP individuals, numpy rows...); ValueError names the gene."""
-    values = [float(x) for x in genome]
-    if not all(map(math.isfinite, values)):
-        bad = next(j for j, v in enumerate(values) if not math.isfinite(v))
-        raise ValueError(f"genomes[{index}][{bad}] is {values[bad]}: genes must be finite numbers")
-    return values
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -147,7 +137,6 @@ class HttpExecutor(cf.Executor):
         self._scheduler = Scheduler(policy, emit=self._emit, source=self._discovery.describe())
         self._links: dict[str, _Link] = {}
 
-        self._task_cache: tuple[EvaluationTask, str] | None = None
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
         self._capacity_event = threading.Event()  # some endpoint is up
@@ -170,7 +159,7 @@ class HttpExecutor(cf.Executor):
             raise TypeError("submit(task, genome): exactly one genome and no keyword arguments")
         with self._shutdown_lock:
             self._check_open()
-            chunk = Chunk(task_json, [_genome(args[0], 0)], single=True)
+            chunk = Chunk(task_json, [genome_list(args[0], 0)], single=True)
             self._call(self._enqueue, [chunk])
         return chunk.future
 
@@ -192,7 +181,7 @@ class HttpExecutor(cf.Executor):
         self._check_open()
         if len(iterables) != 1:
             raise TypeError("map(task, genomes): an evaluation task takes exactly one iterable of genomes")
-        genomes = [_genome(g, i) for i, g in enumerate(iterables[0])]
+        genomes = [genome_list(g, i) for i, g in enumerate(iterables[0])]
         chunks: list[Chunk] = []
         if genomes:
             size = self._chunk_size(len(genomes), chunksize, end_time)
@@ -236,19 +225,9 @@ class HttpExecutor(cf.Executor):
                 pass
         return self._scheduler.snapshot()
 
-    def _task_json(self, fn: Any) -> str:
-        """The task's wire form, computed once per task object (a generation maps the same task)."""
-        if not isinstance(fn, EvaluationTask):
-            raise TypeError(
-                "HttpExecutor runs declared evaluation tasks only (evaluator.EvaluationTask), "
-                f"not {type(fn).__name__}: no code is shipped to evaluators"
-            )
-        cached = self._task_cache
-        if cached is not None and cached[0] is fn:
-            return cached[1]
-        task_json = fn.resolved().model_dump_json()
-        self._task_cache = (fn, task_json)
-        return task_json
+    @staticmethod
+    def _task_json(fn: Any) -> str:
+        return wire_json(require_task(fn))
 
     def _check_open(self) -> None:
         if self._shutdown:

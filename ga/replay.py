@@ -1,58 +1,24 @@
 """``python -m ga.replay RUN_DIR``: re-drive a run's best genome and print its lap.
 
 The lap is simulated again from ``best.json`` alone (genome, task), so this also checks
-that the stored result is reproducible on this machine. To watch the lap in the 3D game:
-``python -m game --replay RUN_DIR/best.json``.
+that the stored result is reproducible on this machine. To watch the evolved driver in the 3D game:
+``python -m ga.replay RUN_DIR --watch`` (game flags after ``--``, e.g. ``-- --headless --redis URL``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from evaluator import EvaluationTask
-from game import LapResult, TrackError
+from evaluator import EvaluationTask, make_controller
+from evaluator.best import BestFileError as ReplayError
+from evaluator.best import load_best
+from game import LapResult, TrackError, load_track
+from game.driver import Driver
 
 PROG = "ga.replay"
-
-
-class ReplayError(Exception):
-    """A run folder whose best.json cannot be replayed."""
-
-
-def load_best(run_dir: Path) -> tuple[EvaluationTask, list[float], LapResult | None]:
-    """The task, genome and stored result from ``RUN_DIR/best.json`` (validated)."""
-    path = run_dir / "best.json"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReplayError(f"no best.json in {run_dir} (is it a ga.run folder?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReplayError(f"cannot read {path}: {exc}") from None
-    if not isinstance(doc, dict) or not {"genome", "task"} <= doc.keys():
-        raise ReplayError(f"{path} is not a ga.run best.json (needs 'genome' and 'task')")
-    try:
-        task = EvaluationTask.model_validate(doc["task"])
-    except ValidationError as exc:
-        raise ReplayError(f"{path}: invalid task: {exc.errors()[0]['msg']}") from None
-    genome = doc["genome"]
-    if not isinstance(genome, list) or not all(isinstance(g, int | float) for g in genome):
-        raise ReplayError(f"{path}: genome must be a list of numbers")
-    if len(genome) != task.controller.genome_length():
-        raise ReplayError(f"{path}: genome has {len(genome)} genes, the controller needs "
-                          f"{task.controller.genome_length()}")
-    stored = None
-    if isinstance(doc.get("result"), dict):
-        try:
-            stored = LapResult.from_dict(doc["result"])
-        except (TypeError, ValueError, KeyError):
-            stored = None
-    return task, [float(g) for g in genome], stored
 
 
 def describe(result: LapResult) -> str:
@@ -64,13 +30,39 @@ def describe(result: LapResult) -> str:
     return f"{head}, {result.collisions} wall contacts, {result.distance_m:.1f} m driven"
 
 
+def evolved_driver(task: EvaluationTask, genome: list[float]) -> Driver:
+    """The genome's controller as a game driver (:class:`game.driver.Driver`)."""
+    controller = make_controller(task.controller, task.genome_array([genome]))
+    return lambda race, observation: controller.act(observation, race.frame)
+
+
+def watch(run_dir: Path, task: EvaluationTask, genome: list[float], stored: LapResult | None,
+          game_argv: list[str]) -> int:
+    """Run the game with the evolved driver at the wheel (on its task's track unless ``--track``)."""
+    from game.__main__ import machine_stdout, parse_args, play
+
+    args = parse_args(game_argv)
+    track = load_track(args.track) if args.track else task.load_track()
+    lap = f", lap {stored.lap_time_s:.2f} s" if stored is not None and stored.finished else ""
+    desc = f"replaying {run_dir} ({task.controller.describe()}{lap})"
+    return play(args, track, evolved_driver(task, genome), desc, out=machine_stdout(),
+                recording={"replay": str(run_dir)})
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    game_argv = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a ga.run output folder")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a ga.run output folder (or its best.json)")
+    parser.add_argument("--watch", action="store_true",
+                        help="drive it in the game (window, API, recorder; game flags after --)")
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir)
     try:
         task, genome, stored = load_best(run_dir)
+        if args.watch:
+            return watch(run_dir, task, genome, stored, game_argv)
         result = task(genome)
     except (ReplayError, TrackError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -84,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"DIFFERS from best.json: {describe(stored)}")
             status = 1
-    print(f"watch it in the game: python -m game --replay {run_dir / 'best.json'}")
+    print(f"watch it in the game: python -m {PROG} {run_dir} --watch")
     return status
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from evaluator import ControllerSpec, EvaluationTask, Perturbation
+from evaluator import CONTROLLER_KINDS, ControllerSpec, EvaluationTask, Perturbation
 from ga import atomic, checkpoint, cmaes, report, tracksets
 from ga import evolve as genetic
 from ga.baseline import default_max_frames, pursuit_lap
@@ -53,7 +53,6 @@ DEFAULT_STRATEGY = "cma"
 DEFAULT_POPULATION = {"ga": 128, "cma": 64}
 DEFAULT_HIDDEN = (8,)
 SEGMENT_FRAMES = 10
-CONTROLLERS = ("mlp", "schedule")
 
 # Options that define the run's course: fixed once a run exists (refused with --resume).
 COURSE_OPTIONS = ("strategy", "population", "track", "generated", "controller", "hidden", "seed", "max_frames",
@@ -163,8 +162,8 @@ def new_config(args: argparse.Namespace) -> tuple[EvolutionConfig, list[float | 
     if population < 2:
         raise UsageError(f"--population must be at least 2, got {population}")
     kind = args.controller or "mlp"
-    if kind not in CONTROLLERS:
-        raise UsageError(f"unknown controller {kind!r}; choose from {', '.join(CONTROLLERS)}")
+    if kind not in CONTROLLER_KINDS:
+        raise UsageError(f"unknown controller {kind!r}; choose from {', '.join(CONTROLLER_KINDS)}")
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
     seed = 0 if args.seed is None else args.seed

@@ -1,7 +1,10 @@
 """python -m game: the RallyRoboPilot game with its HTTP control API and frame recorder.
 
     python -m game [--track NAME|PATH] [--headless] [--port 8200] [--mode realtime|lockstep]
-                   [--redis redis://HOST:6379/0] [--replay RUN_DIR/best.json] [--driver pursuit]
+                   [--redis redis://HOST:6379/0] [--driver pursuit]
+
+An evolved driver is watched from the GA's side, ``python -m ga.replay RUN --watch [-- GAME FLAGS]``,
+which hands its driver to :func:`play`: the game imports nothing above it.
 
 Environment: RRP_PORT, RRP_HOST, RRP_REDIS (same meaning as the flags; flags win). With RRP_GAME_TOKEN
 set (or the variable named by --token-env), every /v1/ request needs ``Authorization: Bearer TOKEN``.
@@ -19,7 +22,8 @@ import sys
 import threading
 from typing import TextIO
 
-from game import DEFAULT_TRACK, TrackError, load_track
+from game import DEFAULT_TRACK, Track, TrackError, load_track
+from game.driver import Driver, pursuit_driver
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -36,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ
     p = argparse.ArgumentParser(prog="python -m game", description="RallyRoboPilot: drive, serve, record.")
     p.add_argument("--track", default=None, help=f"bundled track name or track JSON path (default {DEFAULT_TRACK}; "
-                                                 "with --replay, the replayed task's track)")
+                                                 "when watching an evolved driver, its task's track)")
     p.add_argument("--headless", action="store_true", help="render offscreen (EGL, no display needed)")
     p.add_argument("--no-render", action="store_true", help="no Ursina at all: simulation + HTTP API only")
     p.add_argument("--host", default=env.get("RRP_HOST", "127.0.0.1"), help="HTTP bind address (env RRP_HOST)")
@@ -54,42 +58,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image-format", choices=["jpeg", "png"], default="jpeg")
     p.add_argument("--stream-maxlen", type=int, default=20_000, help="frames kept per session stream")
     p.add_argument("--window-size", type=_size, default=None, metavar="WxH")
-    p.add_argument("--replay", default=None, metavar="BEST_JSON", help="drive the evolved controller of a GA run")
     p.add_argument("--driver", choices=["keyboard", "pursuit"], default="keyboard",
-                   help="who drives when not replaying: keyboard/HTTP, or the pure-pursuit baseline")
+                   help="who drives: keyboard/HTTP, or the pure-pursuit baseline")
     p.add_argument("--log-level", default="warning")
     args = p.parse_args(argv)
     if not 0 <= args.port <= 65535:
         p.error(f"--port must be 0..65535, got {args.port}")
     if args.record_every < 1:
         p.error("--record-every must be >= 1")
-    if args.replay and args.driver != "keyboard":
-        p.error("--replay and --driver pursuit are exclusive")
     return args
 
 
-def build_driver(args: argparse.Namespace, track_arg: str | None):
-    """(track, driver callable or None, description) from --replay / --driver."""
-    if args.replay:
-        from evaluator import make_controller
-        from game.remote import load_best
-
-        task, genome, recorded = load_best(args.replay)
-        track = load_track(track_arg) if track_arg else task.load_track()
-        controller = make_controller(task.controller, task.genome_array([genome]))
-
-        def replay_driver(race, obs):
-            return controller.act(obs, race.frame)
-
-        lap = recorded.get("lap_time_s")
-        desc = f"replaying {args.replay} ({task.controller.describe()}" + (f", lap {lap:.2f} s)" if lap else ")")
-        return track, replay_driver, desc
-    track = load_track(track_arg or DEFAULT_TRACK)
+def build_driver(args: argparse.Namespace) -> tuple[Track, Driver | None, str]:
+    """(track, driver or None, description) from --track / --driver."""
+    track = load_track(args.track or DEFAULT_TRACK)
     if args.driver == "pursuit":
-        from game import PursuitDriver
-
-        pursuit = PursuitDriver(track)
-        return track, (lambda race, obs: pursuit.act(race)), "pure-pursuit baseline driving"
+        return track, pursuit_driver(track), "pure-pursuit baseline driving"
     return track, None, "keyboard (WASD/arrows) and HTTP controls"
 
 
@@ -113,34 +97,28 @@ NO_WINDOW = ("error: cannot open a window{why}; run with --headless (offscreen, 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     """Run the game; ``out`` receives the JSON event lines (default stdout)."""
-    out = out or sys.stdout
     args = parse_args(argv)
+    try:
+        track, driver, desc = build_driver(args)
+    except TrackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return play(args, track, driver, desc, out=out)
+
+
+def play(args: argparse.Namespace, track: Track, driver: Driver | None, desc: str, *,
+         out: TextIO | None = None, recording: dict | None = None) -> int:
+    """Run the game (window or headless, HTTP API, recorder, as ``args`` from :func:`parse_args` say) with
+    ``driver`` at the wheel until the window closes or SIGTERM/SIGINT. ``out`` receives the JSON event
+    lines (default stdout); ``recording``: extra metadata of the recorded session."""
+    out = out or sys.stdout
     if not args.headless and not args.no_render and _no_display():
         print(NO_WINDOW.format(why=" (no DISPLAY)"), file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    try:
-        track, driver, desc = build_driver(args, args.track)
-    except TrackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as exc:
-        print(f"error: cannot replay: {exc}", file=sys.stderr)
-        return 2
-
     from game.app import GameRunner
 
-    recorder = None
-    if args.redis:
-        from game.recorder import FrameRecorder
-
-        recorder = FrameRecorder(args.redis, args.session, every=args.record_every, fmt=args.image_format,
-                                 maxlen=args.stream_maxlen,
-                                 metadata={"track": track.name, "size": list(args.frame_size), "mode": args.mode,
-                                           "replay": args.replay}).start()
-        if args.no_render:
-            print("warning: --no-render records no camera frames", file=sys.stderr)
-
+    recorder = _start_recorder(args, track, recording) if args.redis else None
     runner = GameRunner(track, args.mode, recorder=recorder, driver=driver)
     server = None
     if not args.no_api:
@@ -181,16 +159,33 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         pass
     finally:
         stop.set()
-        if server is not None:
-            server.stop()
-        if recorder is not None:
-            recorder.close(timeout=5)
-            s = recorder.snapshot()
-            print(json.dumps({"event": "recorded", "session": s["session"], "written": s["written"],
-                              "dropped": s["dropped"]}), file=out, flush=True)
-        if runner.renderer is not None:
-            runner.renderer.close()
+        _close(server, recorder, runner, out)
     return 0
+
+
+def _start_recorder(args: argparse.Namespace, track: Track, recording: dict | None):
+    from game.recorder import FrameRecorder
+
+    recorder = FrameRecorder(args.redis, args.session, every=args.record_every, fmt=args.image_format,
+                             maxlen=args.stream_maxlen,
+                             metadata={"track": track.name, "size": list(args.frame_size), "mode": args.mode,
+                                       "replay": None, **(recording or {})}).start()
+    if args.no_render:
+        print("warning: --no-render records no camera frames", file=sys.stderr)
+    return recorder
+
+
+def _close(server, recorder, runner, out: TextIO) -> None:
+    """Stop the API, flush the recorder (one "recorded" line), close the window."""
+    if server is not None:
+        server.stop()
+    if recorder is not None:
+        recorder.close(timeout=5)
+        s = recorder.snapshot()
+        print(json.dumps({"event": "recorded", "session": s["session"], "written": s["written"],
+                          "dropped": s["dropped"]}), file=out, flush=True)
+    if runner.renderer is not None:
+        runner.renderer.close()
 
 
 if __name__ == "__main__":

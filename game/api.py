@@ -28,11 +28,13 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
+from pydantic import BaseModel, ConfigDict, Field
 
-from game import KEYS, Track, TrackError, bundled_tracks, load_bundled_track
+from game import KEYS, TrackError, bundled_tracks, load_bundled_track
 from game.app import GameError, GameRunner, NotReady
+from game.prometheus import CONTENT_TYPE, exposition, registry_of
 from game.slow_clients import HEADER_TIMEOUT_S
+from game.track_data import TrackData
 
 MAX_BODY = 64 * 1024
 BODY_TIMEOUT_S = 10.0
@@ -66,20 +68,10 @@ class StepIn(BaseModel):
     steps: int = Field(1, ge=1, le=MAX_STEPS, description="frames to advance holding these keys")
 
 
-class TrackIn(BaseModel):
-    """An inline track (validated like a track file: closed, no self-intersection, minimum width)."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=64)
-    width: FiniteFloat
-    points: list[tuple[FiniteFloat, FiniteFloat]] = Field(min_length=4, max_length=2000)
-    description: str = Field("", max_length=500)
-
-
 class ResetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     track: str | None = Field(None, max_length=100, description="bundled track name (default: current track)")
-    track_data: TrackIn | None = Field(None, description="an inline track instead of a bundled name")
+    track_data: TrackData | None = Field(None, description="an inline track instead of a bundled name")
     max_frames: int | None = Field(None, ge=1, le=10_000_000, description="end the lap after this many frames")
     stall_frames: int | None = Field(None, ge=0, le=10_000_000, description="end the lap without progress")
     continuous: bool = Field(True, description="keep lapping after the line (false: one lap, as evaluated)")
@@ -305,7 +297,7 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True, token: st
                 raise GameError(str(exc), 422) from None  # the message lists the bundled tracks
         elif body.track_data is not None:
             try:
-                track = Track.from_json(body.track_data.model_dump(), source="track_data")
+                track = body.track_data.to_track(source="track_data")
             except TrackError as exc:
                 raise GameError(f"invalid track_data: {exc}", 422) from None
         return runner.call(lambda: runner.reset(track, body.max_frames, body.continuous, body.stall_frames))
@@ -327,14 +319,11 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True, token: st
     def tracks():
         return {"tracks": bundled_tracks(), "current": runner.track.name, "keys": list(KEYS)}
 
+    metrics_registry = registry_of(runner.metrics)
+
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics():
-        lines = []
-        for name, value in sorted(runner.metrics().items()):
-            kind = "counter" if name.endswith("_total") else "gauge"
-            lines.append(f"# TYPE {name} {kind}")
-            lines.append(f"{name} {value:.17g}")
-        return "\n".join(lines) + "\n"
+        return Response(exposition(metrics_registry), media_type=CONTENT_TYPE)
 
     return RequestGuard(app, token=token)  # type: ignore[return-value]
 

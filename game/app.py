@@ -33,10 +33,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from game import DT, KEYS, Race, Track
+from game import FPS, KEYS, Race, Track
+from game.driver import Driver
+from game.state import CarView, GameState, LapView, seconds_or_none
 
-FPS = 25
-MAX_SCHEDULE_AHEAD = 25 * 60  # frames: a command may name a frame at most one minute ahead
+MAX_SCHEDULE_AHEAD = FPS * 60  # frames: a command may name a frame at most one minute ahead
 MAX_PENDING_PER_CLIENT = 256   # pending commands of one client (its address): the rest stay free
 MAX_PENDING = 10_000
 COMMAND_LOG = 4096
@@ -146,7 +147,7 @@ class GameRunner:
         clock: Clock = time.monotonic,
         renderer: Renderer | None = None,
         recorder: Any = None,
-        driver: Callable[[Race, Any], Any] | None = None,
+        driver: Driver | None = None,
     ):
         if mode not in ("realtime", "lockstep"):
             raise ValueError(f"mode must be 'realtime' or 'lockstep', not {mode!r}")
@@ -155,7 +156,7 @@ class GameRunner:
         self.pacer = Pacer(FPS, clock)
         self.renderer = renderer
         self.recorder = recorder
-        self.driver = driver          # driver(race, observation) -> (1, 4) bool controls
+        self.driver = driver          # None: keyboard and HTTP controls drive
         self.lock = threading.RLock()
         self.ready = threading.Event()
         self.stopped = threading.Event()
@@ -309,8 +310,8 @@ class GameRunner:
             if capture and self.recorder is not None and self.recorder.wants(self.frame):
                 self.recorder.count_missed(1)   # nothing to capture without a renderer
             return
-        state = self.snapshot()
-        self.renderer.draw(state)
+        state = self.state()
+        self.renderer.draw(state.to_json())
         self.counters["frames_rendered"] += 1
         self._dirty = False
         if not capture and self.recorder is None:
@@ -319,13 +320,9 @@ class GameRunner:
         if image is None:
             return
         self._image = image
-        self._image_frame = state["frame"]
-        if self.recorder is not None and self.recorder.wants(state["frame"]):
-            sensing = {"speed": state["speed"], "rays": state["rays"], "x": state["car"]["x"],
-                       "y": state["car"]["y"], "heading": state["car"]["heading"],
-                       "progress": state["lap"]["progress"], "track": state["track"],
-                       "episode": state["reset_count"]}
-            self.recorder.offer(state["frame"], image, sensing, state["controls"])
+        self._image_frame = state.frame
+        if self.recorder is not None and self.recorder.wants(state.frame):
+            self.recorder.offer(state.frame, image, state.sensing(), dict(zip(KEYS, state.controls, strict=True)))
 
     def tick(self, now: float | None = None) -> int:
         """Realtime: complete every frame that is due at ``now``; returns how many were stepped."""
@@ -368,44 +365,43 @@ class GameRunner:
         return state
 
     # -- views ---------------------------------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
-        """The game state as plain JSON-able Python values (floats are exact copies of the sim's)."""
+    def state(self) -> GameState:
+        """The game at the current frame, as one consistent frozen value."""
         with self.lock:
             race = self.race
             st = race.state
             lap = race.lap
-            frame = self.frame
             done = bool(race.done[0])
-            best = float(lap.best_lap_s[0])
-            last_lap = float(lap.lap_time_s[0])
-            return {
-                "frame": frame,
-                "time_s": frame * DT,
-                "clock_s": float(self.clock()),
-                "mode": self.mode,
-                "track": self.track.name,
-                "reset_count": self.resets,
-                "car": {"x": float(st.x[0]), "y": float(st.y[0]), "heading": float(st.heading[0]),
-                        "speed": float(st.speed[0])},
-                "speed": float(self.obs.speed[0]),
-                "rays": [float(v) for v in self.obs.rays[0]],
-                "controls": dict(zip(KEYS, self._last_controls, strict=True)),
-                "held_keys": dict(zip(KEYS, self._keys, strict=True)),
-                "lap": {
-                    "progress": float(lap.progress[0]),
-                    "checkpoint": int(lap.checkpoint[0]),
-                    "laps": int(lap.laps[0]),
-                    "finished": bool(lap.finished[0]),
-                    "current_lap_s": float(lap.current_lap_s[0]),
-                    "last_lap_s": last_lap if math.isfinite(last_lap) and last_lap > 0 else None,
-                    "best_lap_s": best if math.isfinite(best) and best > 0 else None,
-                    "collisions": int(lap.collisions[0]),
-                    "distance_m": float(lap.distance_m[0]),
-                },
-                "done": done,
-                "result": race.results()[0].to_dict() if done else None,
-                "pending_commands": sum(len(v) for v in self._schedule.values()),
-            }
+            return GameState(
+                frame=self.frame,
+                clock_s=float(self.clock()),
+                mode=self.mode,
+                track=self.track.name,
+                reset_count=self.resets,
+                car=CarView(float(st.x[0]), float(st.y[0]), float(st.heading[0]), float(st.speed[0])),
+                speed=float(self.obs.speed[0]),
+                rays=tuple(float(v) for v in self.obs.rays[0]),
+                controls=self._last_controls,
+                held_keys=self._keys,
+                lap=LapView(
+                    progress=float(lap.progress[0]),
+                    checkpoint=int(lap.checkpoint[0]),
+                    laps=int(lap.laps[0]),
+                    finished=bool(lap.finished[0]),
+                    current_lap_s=float(lap.current_lap_s[0]),
+                    last_lap_s=seconds_or_none(float(lap.lap_time_s[0])),
+                    best_lap_s=seconds_or_none(float(lap.best_lap_s[0])),
+                    collisions=int(lap.collisions[0]),
+                    distance_m=float(lap.distance_m[0]),
+                ),
+                done=done,
+                result=race.results()[0] if done else None,
+                pending_commands=sum(len(v) for v in self._schedule.values()),
+            )
+
+    def snapshot(self) -> dict[str, Any]:
+        """The game state as plain JSON-able Python values (the API's ``/v1/state``)."""
+        return self.state().to_json()
 
     def latest_image(self) -> tuple[np.ndarray | None, int]:
         with self.lock:
@@ -417,7 +413,7 @@ class GameRunner:
             m["rrp_game_frame"] = float(self.frame)
             m["rrp_game_resets_total"] = float(self.resets)
             m["rrp_game_ready"] = float(self.ready.is_set())
-            m["rrp_game_max_lag_seconds"] = float(self.max_lag_s)
+            m["rrp_game_max_lagseconds_or_none"] = float(self.max_lag_s)
             m["rrp_game_pending_commands"] = float(sum(len(v) for v in self._schedule.values()))
         if self.recorder is not None:
             s = self.recorder.snapshot()

@@ -9,14 +9,16 @@ valid track but drives the centre line, not a racing line, so a good controller 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from numba import njit
 
 from game import physics as P
-from game.race import Race
 from game.track import Track
+
+if TYPE_CHECKING:  # (race.py's command line drives with this module: no import back at run time)
+    from game.race import Race
 
 SAFETY = 0.8  # use this share of the curve radius
 BRAKE_PLAN = 35.0  # m/s^2 assumed when planning, below the car's 50 for margin

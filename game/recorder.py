@@ -36,10 +36,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from game.physics import KEYS  # (also read from here by the dataset tools)
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "rrp"
-KEYS = ("forward", "back", "left", "right")
 
 
 def new_session_id() -> str:

@@ -49,8 +49,8 @@ class GenomeExpert:
 
     def __init__(self, track: Track, best_json: str, horizon: int = 10) -> None:
         from evaluator import make_controller
+        from evaluator.best import load_best
         from game import Race
-        from game.remote import load_best
 
         task, genome, _ = load_best(best_json)
         if task.controller.kind != "mlp":

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import subprocess
 import tomllib
@@ -23,16 +22,6 @@ KUBE_VERSION = "1.35"
 RELEASE, NAMESPACE = "rrp", "rallyrobopilot"
 POD_KINDS = {"Deployment", "Job", "Pod"}
 CONTRACT_ENV = {"RRP_HOST", "RRP_PORT", "RRP_WORKERS", "RRP_MAX_INFLIGHT", "RRP_TOKEN", "RRP_EVALUATORS", "RRP_REDIS"}
-
-
-@pytest.fixture(scope="session")
-def helm() -> str:
-    path = os.environ.get("HELM") or str(ROOT / ".tools" / "bin" / "helm")
-    if not os.access(path, os.X_OK):
-        subprocess.run(["bash", str(ROOT / "tools" / "install_helm.sh")], check=True, cwd=ROOT)
-    out = subprocess.run([path, "version", "--short"], check=True, capture_output=True, text=True).stdout
-    assert out.startswith(("v3.", "v4.")), out
-    return path
 
 
 def render(helm: str, *args: str, chart: Path = CHART) -> list[dict]:

@@ -13,6 +13,7 @@ from unittest import mock
 
 import pytest
 import yaml
+from support import helm_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "rallyrobopilot"
@@ -60,16 +61,9 @@ def image_env(target: str) -> dict[str, str]:
     return env
 
 
-def helm() -> str:
-    path = os.environ.get("HELM") or str(ROOT / ".tools" / "bin" / "helm")
-    if not os.access(path, os.X_OK):
-        subprocess.run(["bash", str(ROOT / "tools" / "install_helm.sh")], check=True, cwd=ROOT)
-    return path
-
-
 def chart_containers(*values: str) -> list[tuple[str, list[str], dict[str, str]]]:
     proc = subprocess.run(
-        [helm(), "template", "rrp", str(CHART), "--namespace", "rallyrobopilot", *values],
+        [helm_binary(), "template", "rrp", str(CHART), "--namespace", "rallyrobopilot", *values],
         capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr
@@ -154,9 +148,10 @@ def check_evaluator(argv: list[str], env: dict[str, str]) -> None:
 
 
 def check_ga(argv: list[str], env: dict[str, str]) -> None:
+    from evaluator import CONTROLLER_KINDS as CONTROLLERS
     from ga.discovery import parse_spec
     from ga.http_executor import HttpExecutor
-    from ga.run import CONTROLLERS, build_parser
+    from ga.run import build_parser
     from game import bundled_tracks
 
     args = build_parser().parse_args(argv)

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT = 420.0
@@ -117,21 +117,6 @@ class Evaluator:
             self.proc.wait(timeout=30)
 
 
-def free_port(addresses: list[str]) -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind((addresses[0], 0))
-            port = s.getsockname()[1]
-        try:
-            for address in addresses:
-                with socket.socket() as s:
-                    s.bind((address, port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no common free port")
-
-
 class Hosts:
     """The /etc/hosts seen inside the GA's mount namespace. Rewritten in place (same inode, same
     length) so the bind mount always shows a complete file."""
@@ -219,7 +204,7 @@ def test_compose_fleet_rehearsal_matches_the_local_executor(tmp_path, fleet):
     assert replicas == 4
     cache = tmp_path / "numba-cache"
     addresses = [f"127.0.0.{2 + i}" for i in range(replicas)]
-    port = free_port(addresses)
+    port = free_port(*addresses)
     evaluators = [Evaluator(services["evaluator"], a, port, cache, tmp_path) for a in addresses]
     fleet.extend(evaluators)
     for ev in evaluators:
@@ -248,7 +233,7 @@ def test_fleet_loses_one_evaluator_and_gains_one_mid_run(tmp_path, fleet):
     cache = tmp_path / "numba-cache"
     addresses = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
     newcomer = "127.0.0.6"
-    port = free_port([*addresses, newcomer])
+    port = free_port(*addresses, newcomer)
     evaluators = [Evaluator(services["evaluator"], a, port, cache, tmp_path) for a in addresses]
     added = Evaluator(services["evaluator"], newcomer, port, cache, tmp_path)  # not in the fleet yet
     fleet.extend([*evaluators, added])

@@ -7,19 +7,10 @@ import subprocess
 from pathlib import Path
 
 import kubernetes_validate
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "k8s" / "rallyrobopilot.yaml"
-
-
-@pytest.fixture(scope="module")
-def helm() -> str:
-    path = os.environ.get("HELM") or str(ROOT / ".tools" / "bin" / "helm")
-    if not os.access(path, os.X_OK):
-        subprocess.run(["bash", str(ROOT / "tools" / "install_helm.sh")], check=True, cwd=ROOT)
-    return path
 
 
 def test_k8s_manifests_match_a_fresh_render_of_the_chart(helm):

@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from support import free_port
 from test_deploy_cli import dockerfile_stages
 from test_deploy_fleet import poll
 
@@ -96,12 +97,6 @@ def compose_services() -> dict:
     proc = subprocess.run([binary, "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],
                           capture_output=True, text=True, env=env, cwd=ROOT, check=True)
     return json.loads(proc.stdout)["services"]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def replace_arg(argv: list[str], flag: str, value: str) -> list[str]:

@@ -130,7 +130,7 @@ def test_replay_re_drives_best_json(finished_run, capsys):
     assert replay.main([str(finished_run)]) == 0
     out = capsys.readouterr().out
     assert "identical to the result stored in best.json" in out
-    assert f"python -m game --replay {finished_run / 'best.json'}" in out
+    assert f"python -m ga.replay {finished_run} --watch" in out
 
 
 def test_replay_into_a_closed_pipe_is_quiet(finished_run):

@@ -1,9 +1,9 @@
 """LocalExecutor follows concurrent.futures.Executor and returns what evaluate_batch returns."""
 
 import functools
-import random
 
 import pytest
+from support import gauss_genomes
 
 from evaluator import ControllerSpec, EvaluationTask
 from ga.executors import LocalExecutor, default_chunksize, split
@@ -13,9 +13,7 @@ TASK = EvaluationTask(track=DEFAULT_TRACK, max_frames=120, controller=Controller
 
 
 def genomes(n: int, seed: int = 1) -> list[list[float]]:
-    rng = random.Random(seed)
-    length = TASK.controller.genome_length()
-    return [[rng.gauss(0.0, 0.7) for _ in range(length)] for _ in range(n)]
+    return gauss_genomes(TASK.controller.genome_length(), n, seed)
 
 
 @pytest.fixture(scope="module")

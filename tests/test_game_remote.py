@@ -1,18 +1,20 @@
-"""A lap driven through the game's lock-step HTTP API equals the in-process lap, bit for bit."""
+"""A lap driven through the game's lock-step HTTP API (``ga.remote``) equals the in-process lap, bit for bit."""
 
 from __future__ import annotations
 
 import json
 import threading
 
-import numpy as np
 import pytest
+from support import normal_genomes
 
 from evaluator import ControllerSpec, EvaluationTask, TrackData
+from ga.remote import main, remote_evaluate, remote_lap
+from ga.replay import load_best
 from game import generate_track
 from game.api import ApiServer
 from game.app import GameRunner
-from game.remote import RemoteGame, RemoteGameError, load_best, main, remote_evaluate, remote_lap
+from game.remote import RemoteGame, RemoteGameError
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +32,7 @@ def game_url():
 
 
 def _genomes(task: EvaluationTask, n: int, seed: int) -> list[list[float]]:
-    rng = np.random.default_rng(seed)
-    return [list(rng.normal(0, 1.0, task.controller.genome_length())) for _ in range(n)]
+    return [list(g) for g in normal_genomes(task.controller.genome_length(), n, seed)]
 
 
 def test_mlp_laps_equal_in_process_bit_for_bit(game_url):
@@ -74,8 +75,8 @@ def test_best_json_replay_against_a_game(game_url, tmp_path, capsys):
     best = tmp_path / "best.json"
     best.write_text(json.dumps({"genome": genome, "controller": task.controller.model_dump(mode="json"),
                                 "task": task.model_dump(mode="json"), "result": result.to_dict()}))
-    t, g, recorded = load_best(str(best))
-    assert t == task and g == genome and recorded == result.to_dict()
+    t, g, recorded = load_best(best)
+    assert t == task and g == genome and recorded == result
     assert main(["--url", game_url, "--best", str(best)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out == {"result": result.to_dict(), "matches_recorded": True}

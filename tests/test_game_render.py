@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import redis
 from PIL import Image
+from support import free_port
 
 from game.recorder import stream_key
 
@@ -22,14 +23,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class GameProcess:
-    """``python -m game --headless --port 0 ...`` in a subprocess; reads its 'ready' line for the URL."""
+    """``python -m game --headless --port 0 ...`` in a subprocess; reads its 'ready' line for the URL.
+    ``command``: another command line that ends in the game's flags (``-m ga.replay RUN --watch --``)."""
 
-    def __init__(self, *args: str, tmp_path: Path):
+    def __init__(self, *args: str, tmp_path: Path, command: tuple[str, ...] = ("-m", "game")):
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         env.pop("RRP_REDIS", None)
         self.log = open(tmp_path / "game.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "game", "--headless", "--port", "0", *args],
+            [sys.executable, *command, "--headless", "--port", "0", *args],
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True,
         )
         first = self.proc.stdout.readline()  # stdout is machine-readable: Ursina's banners go to stderr
@@ -155,16 +157,16 @@ def test_startup_errors_are_clear(tmp_path):
     r = subprocess.run([sys.executable, "-m", "game", "--headless", "--track", "atlantis"], cwd=tmp_path,
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "atlantis" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "game", "--headless", "--replay", str(tmp_path / "none.json")],
+    r = subprocess.run([sys.executable, "-m", "ga.replay", str(tmp_path / "none"), "--watch", "--", "--headless"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "cannot replay" in r.stderr
+    assert r.returncode == 2 and "no best.json" in r.stderr
     r = subprocess.run([sys.executable, "-m", "game", "--no-render"], cwd=tmp_path, env=dict(env, RRP_PORT="abc"),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--port" in r.stderr
 
 
 def test_replay_drives_the_evolved_controller(tmp_path):
-    """--replay: the game's own lap with the decoded controller equals the evaluator's lap."""
+    """ga.replay --watch: the game's own lap with the decoded controller equals the evaluator's lap."""
     from evaluator import ControllerSpec, EvaluationTask
 
     task = EvaluationTask(track="oval", max_frames=600, stall_frames=100, controller=ControllerSpec(kind="mlp"))
@@ -174,7 +176,8 @@ def test_replay_drives_the_evolved_controller(tmp_path):
     best = tmp_path / "best.json"
     best.write_text(json.dumps({"genome": genome, "controller": task.controller.model_dump(mode="json"),
                                 "task": task.model_dump(mode="json"), "result": result.to_dict()}))
-    game = GameProcess("--mode", "lockstep", "--replay", str(best), tmp_path=tmp_path)
+    watch = ("-m", "ga.replay", str(tmp_path), "--watch", "--")
+    game = GameProcess("--mode", "lockstep", tmp_path=tmp_path, command=watch)
     try:
         assert game.info["track"] == "oval" and "replaying" in game.info["driver"]
         r = game.client.post("/v1/reset", json={"max_frames": task.max_frames, "stall_frames": task.stall_frames,
@@ -191,11 +194,7 @@ def test_replay_drives_the_evolved_controller(tmp_path):
 
 def test_requests_during_startup_do_not_hurt_the_game(tmp_path):
     """Hammer the API while the game process starts: answers are 503 'starting' or 200, never a crash."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("RRP_REDIS", None)
     proc = subprocess.Popen([sys.executable, "-m", "game", "--headless", "--port", str(port)], cwd=tmp_path,

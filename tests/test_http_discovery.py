@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import random
 import socket
 import threading
 
 import pytest
 from kubernetes import client as k8s
-from test_http_support import Evaluator, start_evaluators
+from support import Evaluator, free_port, gauss_genomes, start_evaluators
 
 from evaluator import ControllerSpec, EvaluationTask
 from ga.discovery import (
@@ -26,8 +25,7 @@ TASK = EvaluationTask(track=DEFAULT_TRACK, max_frames=300, controller=Controller
 
 
 def genomes(n: int, seed: int = 9) -> list[list[float]]:
-    rng = random.Random(seed)
-    return [[rng.gauss(0.0, 0.7) for _ in range(TASK.controller.genome_length())] for _ in range(n)]
+    return gauss_genomes(TASK.controller.genome_length(), n, seed)
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -78,25 +76,10 @@ def test_dns_discovery_drives_a_real_evaluator():
         ev.stop()
 
 
-def _port_free_on(*hosts: str) -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind((hosts[0], 0))
-            port = s.getsockname()[1]
-        try:
-            for host in hosts[1:]:
-                with socket.socket() as s:
-                    s.bind((host, port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no common free port")
-
-
 def test_dns_records_changing_during_a_run_are_followed():
     """Two evaluators on the same port of 127.0.0.1 and 127.0.0.2, like two pods of a headless
     Service; the name first resolves to the first only, then (mid-run) to the second only."""
-    port = _port_free_on("127.0.0.1", "127.0.0.2")
+    port = free_port("127.0.0.1", "127.0.0.2")
     a = Evaluator(host="127.0.0.1", port=port)
     b = Evaluator(host="127.0.0.2", port=port)
     try:
@@ -183,7 +166,7 @@ def test_k8s_discovery_follows_pods_coming_and_going_during_a_run():
     """A Kubernetes cluster cannot run here: the EndpointSlices are injected, and point at real
     evaluator processes on 127.0.0.1 and 127.0.0.2 (same port, like two pods). Mid-run the first
     pod leaves the slice and the second joins; the run finishes on the second."""
-    port = _port_free_on("127.0.0.1", "127.0.0.2")
+    port = free_port("127.0.0.1", "127.0.0.2")
     a = Evaluator(host="127.0.0.1", port=port)
     b = Evaluator(host="127.0.0.2", port=port)
     lock = threading.Lock()

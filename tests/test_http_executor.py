@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import random
 import signal
 import threading
 
 import pytest
-from test_http_support import free_port, start_evaluators
+from support import free_port, gauss_genomes, start_evaluators
 
 from evaluator import ControllerSpec, EvaluationTask
 from ga.executors import LocalExecutor
@@ -18,9 +17,7 @@ TASK = EvaluationTask(track=DEFAULT_TRACK, max_frames=400, controller=Controller
 
 
 def genomes(n: int, seed: int = 3, task: EvaluationTask = TASK) -> list[list[float]]:
-    rng = random.Random(seed)
-    length = task.controller.genome_length()
-    return [[rng.gauss(0.0, 0.7) for _ in range(length)] for _ in range(n)]
+    return gauss_genomes(task.controller.genome_length(), n, seed)
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +286,7 @@ def test_a_request_that_times_out_is_retried_elsewhere(fleet, reference):
 def test_work_waits_for_an_evaluator_that_comes_up_late():
     """Nothing listens yet when the map starts; the evaluator is started afterwards and the
     executor's probes find it before the unreachable deadline."""
-    from test_http_support import Evaluator
+    from support import Evaluator
 
     port = free_port()
     gs = genomes(6)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from test_http_support import start_evaluators
+from support import start_evaluators
 
 from ga.run import main as ga_run
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 import signal
 import threading
 import time
@@ -11,7 +10,7 @@ import time
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_http_support import start_evaluators
+from support import gauss_genomes, start_evaluators
 
 from evaluator import ControllerSpec, EvaluationTask, Perturbation, TrackData
 from game import DEFAULT_TRACK, bundled_tracks, load_track
@@ -22,8 +21,7 @@ N_GENES = TASK.controller.genome_length()
 
 
 def genomes(n: int, length: int = N_GENES, seed: int = 7) -> list[list[float]]:
-    rng = random.Random(seed)
-    return [[rng.gauss(0.0, 0.7) for _ in range(length)] for _ in range(n)]
+    return gauss_genomes(length, n, seed)
 
 
 def body(task: EvaluationTask = TASK, gs: list | None = None) -> dict:

@@ -7,7 +7,7 @@ import socket
 
 import httpx
 import psutil
-from test_http_support import start_evaluators
+from support import start_evaluators
 from test_service_api import TASK, _worker_processes, body, genomes
 
 from evaluator import ControllerSpec, EvaluationTask, TrackData
@@ -66,17 +66,17 @@ def big_circle_task(shift: float) -> str:
 
 
 def test_a_workers_track_cache_is_bounded_in_bytes(monkeypatch):
-    from evaluator import service
-    from evaluator.task import _track_from_data
+    from evaluator import worker
+    from game.track_data import _track_from_data
 
-    monkeypatch.setattr(service, "_TASKS", type(service._TASKS)())
+    monkeypatch.setattr(worker, "_TASKS", type(worker._TASKS)())
     _track_from_data.cache_clear()
     tasks = [big_circle_task(float(i)) for i in range(6)]
     for task_json in tasks:
-        _, track = service._worker_task(task_json)
+        _, track = worker.cached_task(task_json, network=True)
         assert track.memory_bytes > 60e6
-        assert service._cached_bytes() <= service.TASK_CACHE_BYTES
-    assert list(service._TASKS) == tasks[-(service.TASK_CACHE_BYTES // 64_000_000):]  # the newest stay
+        assert worker.cached_bytes() <= worker.TASK_CACHE_BYTES
+    assert list(worker._TASKS) == tasks[-(worker.TASK_CACHE_BYTES // 64_000_000):]  # the newest stay
     assert _track_from_data.cache_info().currsize == 0, "network tracks are kept in the byte-bounded cache only"
 
 

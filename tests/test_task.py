@@ -7,13 +7,14 @@ import json
 import numpy as np
 import pytest
 from pydantic import ValidationError
+from support import normal_genomes
 
 from evaluator import ControllerSpec, EvaluationTask, TrackData, fitness, lap_time, smoothness
 from game import LapResult, load_track
 
 
 def genomes(task: EvaluationTask, n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).normal(0.0, 1.0, (n, task.controller.genome_length()))
+    return normal_genomes(task.controller.genome_length(), n, seed)
 
 
 def test_batch_equals_one_by_one_and_survives_json():

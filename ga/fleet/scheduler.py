@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import math
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ga.contract import default_chunksize
 from ga.fleet.endpoint import DEFAULT_MAX_BATCH, Endpoint, EndpointState
 from ga.fleet.errors import EvaluationError, NoEvaluatorAvailable
 
@@ -150,14 +150,13 @@ class Scheduler:
         return [ep for ep in self.endpoints.values() if ep.state is UP]
 
     def chunk_size(self, n: int, chunksize: int | None) -> int:
-        """Genomes per chunk: ``chunks_per_worker`` chunks per worker of the fleet by default (a batch of
-        cars simulates more cheaply per car; two per worker still let a fast worker take over work),
-        never more than an evaluator takes in one request."""
+        """Genomes per chunk: :func:`ga.contract.default_chunksize` for the workers of the fleet, never
+        more than an evaluator takes in one request."""
         eps = self.up()
         max_batch = min((ep.max_batch for ep in eps), default=DEFAULT_MAX_BATCH)
         if chunksize is None:
             workers = max(1, sum(ep.workers for ep in eps)) if eps else 2
-            chunksize = math.ceil(n / (workers * self.policy.chunks_per_worker))
+            chunksize = default_chunksize(n, workers, self.policy.chunks_per_worker)
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1")
         return max(1, min(int(chunksize), max_batch))
