@@ -34,6 +34,7 @@ from game import KEYS, TrackError, bundled_tracks, load_bundled_track
 from game.app import GameError, GameRunner, NotReady
 from game.prometheus import CONTENT_TYPE, exposition, registry_of
 from game.slow_clients import HEADER_TIMEOUT_S
+from game.state import CarView, LapView
 from game.track_data import TrackData
 
 MAX_BODY = 64 * 1024
@@ -86,25 +87,6 @@ class CommandOut(BaseModel):
     status: Literal["pending", "applied", "cancelled"]
 
 
-class CarOut(BaseModel):
-    x: float
-    y: float
-    heading: float
-    speed: float
-
-
-class LapOut(BaseModel):
-    progress: float
-    checkpoint: int
-    laps: int
-    finished: bool
-    current_lap_s: float
-    last_lap_s: float | None
-    best_lap_s: float | None
-    collisions: int
-    distance_m: float
-
-
 class StateOut(BaseModel):
     frame: int
     time_s: float
@@ -112,12 +94,12 @@ class StateOut(BaseModel):
     mode: str
     track: str
     reset_count: int
-    car: CarOut
+    car: CarView  # the frozen state's own types: one definition of what a car and a lap show
     speed: float
     rays: list[float]
     controls: dict[str, bool]
     held_keys: dict[str, bool]
-    lap: LapOut
+    lap: LapView
     done: bool
     result: dict[str, Any] | None
     pending_commands: int
