@@ -165,11 +165,23 @@ class LocalExecutor(Executor):
         return self._collect(futures, deadline)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop accepting work and release the worker processes."""
+        """Stop accepting work and release the worker processes.
+
+        ``cancel_futures=True`` abandons the work in flight (Ctrl-C, SIGTERM, a dead worker): the
+        workers are ended at once instead of finishing chunks nobody will read, and the pool is
+        joined here, so none of its threads is left for the interpreter's exit handler, which could
+        otherwise print a traceback after the run's one-line message.
+        """
         with self._lock:
             self._shutdown = True
-        if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+        if self._pool is None:
+            return
+        if cancel_futures:
+            for process in list((self._pool._processes or {}).values()):
+                with contextlib.suppress(OSError, ValueError):  # already gone
+                    process.kill()
+            wait = True
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
     # helpers -------------------------------------------------------------------------------
 
