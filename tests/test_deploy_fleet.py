@@ -12,7 +12,6 @@ the local (process pool) executor's.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import json
 import os
 import re
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import free_port
+from support import compose_services, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT = 420.0
@@ -36,14 +35,7 @@ def die_with_parent() -> None:
 
 
 def compose_model() -> dict:
-    spec = importlib.util.find_spec("compose")
-    binary = str(Path(spec.origin).parent / "docker-compose")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RRP_", "COMPOSE_", "DOCKER_"))}
-    proc = subprocess.run(
-        [binary, "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=True,
-    )
-    return json.loads(proc.stdout)
+    return {"services": compose_services()}
 
 
 def base_env(cache: Path) -> dict[str, str]:

