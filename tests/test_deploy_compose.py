@@ -108,6 +108,9 @@ def test_commands_match_the_documented_clis(model):
     assert resolved["ga"]["environment"]["RRP_TOKEN"] == "s3cret"
     assert resolved["evaluator"]["environment"]["RRP_WORKERS"] == "2"
     assert s["game"]["environment"]["RRP_REDIS"] == f"redis://:{COMPOSE_REDIS_PASSWORD}@redis:6379/0"
+    assert s["game"]["environment"]["RRP_GAME_TOKEN"] is None, "the game's API is open unless the shell sets one"
+    assert json.loads(compose_config(RRP_GAME_TOKEN="g4me").stdout)["services"]["game"]["environment"][
+        "RRP_GAME_TOKEN"] == "g4me"
     assert s["ga"]["environment"]["RRP_EVALUATORS"] == "dns://evaluator:8000"
 
 
