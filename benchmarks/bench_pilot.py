@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main() -> int:
     from game.scene import UrsinaRenderer
+    from game.state import CarView
     from pilot.drive import drive_lap
     from pilot.runtime import PilotModel
     from pilot.tracks import track_by_name
@@ -41,7 +42,7 @@ def main() -> int:
     t0 = time.perf_counter()
     for i in range(args.frames):
         j = i % len(c)
-        renderer.draw({"car": {"x": float(c[j, 0]), "y": float(c[j, 1]), "heading": float(heading[j])}})
+        renderer.draw(CarView(float(c[j, 0]), float(c[j, 1]), float(heading[j]), 0.0))
         images.append(renderer.capture())
     render_fps = args.frames / (time.perf_counter() - t0)
     images = np.stack(images)

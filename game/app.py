@@ -35,7 +35,7 @@ import numpy as np
 
 from game import FPS, KEYS, Race, Track
 from game.driver import Driver
-from game.state import CarView, GameState, LapView, seconds_or_none
+from game.state import CarView, GameState, LapView
 
 MAX_SCHEDULE_AHEAD = FPS * 60  # frames: a command may name a frame at most one minute ahead
 MAX_PENDING_PER_CLIENT = 256   # pending commands of one client (its address): the rest stay free
@@ -130,7 +130,7 @@ def keys_tuple(keys: Any) -> tuple[bool, bool, bool, bool]:
 
 class Renderer(Protocol):
     def set_track(self, track: Track) -> None: ...
-    def draw(self, state: dict[str, Any]) -> None: ...
+    def draw(self, car: CarView, lap: LapView | None = None, frame: int = 0) -> None: ...
     def capture(self) -> np.ndarray | None: ...
     def keyboard(self) -> tuple[bool, bool, bool, bool] | None: ...
     def close(self) -> None: ...
@@ -311,7 +311,7 @@ class GameRunner:
                 self.recorder.count_missed(1)   # nothing to capture without a renderer
             return
         state = self.state()
-        self.renderer.draw(state.to_json())
+        self.renderer.draw(state.car, state.lap, state.frame)
         self.counters["frames_rendered"] += 1
         self._dirty = False
         if not capture and self.recorder is None:
@@ -369,8 +369,6 @@ class GameRunner:
         """The game at the current frame, as one consistent frozen value."""
         with self.lock:
             race = self.race
-            st = race.state
-            lap = race.lap
             done = bool(race.done[0])
             return GameState(
                 frame=self.frame,
@@ -378,22 +376,12 @@ class GameRunner:
                 mode=self.mode,
                 track=self.track.name,
                 reset_count=self.resets,
-                car=CarView(float(st.x[0]), float(st.y[0]), float(st.heading[0]), float(st.speed[0])),
+                car=CarView.of(race),
                 speed=float(self.obs.speed[0]),
                 rays=tuple(float(v) for v in self.obs.rays[0]),
                 controls=self._last_controls,
                 held_keys=self._keys,
-                lap=LapView(
-                    progress=float(lap.progress[0]),
-                    checkpoint=int(lap.checkpoint[0]),
-                    laps=int(lap.laps[0]),
-                    finished=bool(lap.finished[0]),
-                    current_lap_s=float(lap.current_lap_s[0]),
-                    last_lap_s=seconds_or_none(float(lap.lap_time_s[0])),
-                    best_lap_s=seconds_or_none(float(lap.best_lap_s[0])),
-                    collisions=int(lap.collisions[0]),
-                    distance_m=float(lap.distance_m[0]),
-                ),
+                lap=LapView.of(race),
                 done=done,
                 result=race.results()[0] if done else None,
                 pending_commands=sum(len(v) for v in self._schedule.values()),
@@ -413,7 +401,7 @@ class GameRunner:
             m["rrp_game_frame"] = float(self.frame)
             m["rrp_game_resets_total"] = float(self.resets)
             m["rrp_game_ready"] = float(self.ready.is_set())
-            m["rrp_game_max_lagseconds_or_none"] = float(self.max_lag_s)
+            m["rrp_game_max_lag_seconds"] = float(self.max_lag_s)
             m["rrp_game_pending_commands"] = float(sum(len(v) for v in self._schedule.values()))
         if self.recorder is not None:
             s = self.recorder.snapshot()

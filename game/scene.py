@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from game import DT, Track
+from game.state import CarView, LapView
 
 SKY = (0.53, 0.74, 0.92)
 GRASS = (0.33, 0.55, 0.25)
@@ -298,9 +299,10 @@ class UrsinaRenderer:
         lens.setFov(self.app.camLens.getFov())
 
     # -- per frame -----------------------------------------------------------------------------------
-    def draw(self, state: dict[str, Any]) -> None:
-        car = state["car"]
-        x, z, h = car["x"], car["y"], car["heading"]
+    def draw(self, car: CarView, lap: LapView | None = None, frame: int = 0) -> None:
+        """Place the car and the chase camera at ``car``'s pose (all a camera frame depends on); a
+        window's HUD shows ``lap`` at ``frame``."""
+        x, z, h = car.x, car.y, car.heading
         self.car.position = (x, 0, z)
         self.car.rotation_y = 90 - math.degrees(h)
         back, up = 11.0, 4.5
@@ -308,13 +310,12 @@ class UrsinaRenderer:
         # World up, always: with the camera's own up vector every turn would add roll, and the image
         # would depend on the driving history instead of the car's pose alone.
         self.camera.look_at((x + math.cos(h) * 6, 1.0, z + math.sin(h) * 6), up=self._world_up)
-        if self.hud is not None:
-            lap = state["lap"]
-            best = f"{lap['best_lap_s']:.2f} s" if lap["best_lap_s"] else "--"
-            last = f"{lap['last_lap_s']:.2f} s" if lap["last_lap_s"] else "--"
-            self.hud.text = (f"{state['track']}  lap {lap['laps'] + 1}  {lap['progress']:4.0%}\n"
-                             f"time {lap['current_lap_s']:6.2f} s   last {last}   best {best}\n"
-                             f"speed {abs(car['speed']) * 3.6:5.0f} km/h   frame {state['frame']}")
+        if self.hud is not None and lap is not None:
+            best = f"{lap.best_lap_s:.2f} s" if lap.best_lap_s else "--"
+            last = f"{lap.last_lap_s:.2f} s" if lap.last_lap_s else "--"
+            self.hud.text = (f"{self.track.name}  lap {lap.laps + 1}  {lap.progress:4.0%}\n"
+                             f"time {lap.current_lap_s:6.2f} s   last {last}   best {best}\n"
+                             f"speed {abs(car.speed) * 3.6:5.0f} km/h   frame {frame}")
         self.app.taskMgr.step()
 
     def capture(self) -> np.ndarray | None:

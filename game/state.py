@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from game.physics import DT, KEYS
-from game.race import LapResult
+from game.race import LapResult, Race
 
 Keys = tuple[bool, bool, bool, bool]
 
@@ -28,6 +28,11 @@ class CarView:
     heading: float
     speed: float
 
+    @classmethod
+    def of(cls, race: Race, car: int = 0) -> CarView:
+        st = race.state
+        return cls(float(st.x[car]), float(st.y[car]), float(st.heading[car]), float(st.speed[car]))
+
 
 @dataclass(frozen=True)
 class LapView:
@@ -40,6 +45,21 @@ class LapView:
     best_lap_s: float | None
     collisions: int
     distance_m: float
+
+    @classmethod
+    def of(cls, race: Race, car: int = 0) -> LapView:
+        lap = race.lap
+        return cls(
+            progress=float(lap.progress[car]),
+            checkpoint=int(lap.checkpoint[car]),
+            laps=int(lap.laps[car]),
+            finished=bool(lap.finished[car]),
+            current_lap_s=float(lap.current_lap_s[car]),
+            last_lap_s=seconds_or_none(float(lap.lap_time_s[car])),
+            best_lap_s=seconds_or_none(float(lap.best_lap_s[car])),
+            collisions=int(lap.collisions[car]),
+            distance_m=float(lap.distance_m[car]),
+        )
 
 
 @dataclass(frozen=True)
@@ -67,7 +87,7 @@ class GameState:
         return self.frame * DT
 
     def to_json(self) -> dict[str, Any]:
-        """The API's ``/v1/state`` body (and the renderer's view): plain JSON values."""
+        """The API's ``/v1/state`` body: plain JSON values."""
         lap = self.lap
         return {
             "frame": self.frame,

@@ -81,6 +81,7 @@ def plan_run(run: str, tracks: list[str], episodes: int, frames: int, seed: int 
 def drive_episode(renderer: Any, episode: Episode, model: Any = None) -> dict[str, np.ndarray]:
     """Drive one episode and return its frames and labels (arrays with one row per frame)."""
     from game import Race
+    from game.state import CarView
     from pilot.expert import make_expert
     from pilot.runtime import keys_from
     from pilot.tracks import track_by_name
@@ -99,7 +100,7 @@ def drive_episode(renderer: Any, episode: Episode, model: Any = None) -> dict[st
     history: list[np.ndarray] = []
     for _ in range(episode.frames):
         st = race.state
-        renderer.draw({"car": {"x": float(st.x[0]), "y": float(st.y[0]), "heading": float(st.heading[0])}})
+        renderer.draw(CarView.of(race))
         image = renderer.capture()
         steering, target = expert.label(st.x, st.y, st.heading, st.speed)
         if episode.driver == "model":

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections import deque
@@ -51,6 +50,7 @@ def drive_lap(renderer: Any, track: Any, pilot: Any, *, delay: int = 0, max_fram
               on_frame: Any = None) -> Any:
     """One lap from the start line, lock-step; the pilot sees the image of ``delay`` frames ago. -> LapResult."""
     from game import Race
+    from game.state import CarView, LapView
     from pilot.runtime import keys_from
 
     if renderer.track is not track:
@@ -59,7 +59,7 @@ def drive_lap(renderer: Any, track: Any, pilot: Any, *, delay: int = 0, max_fram
     seen: deque[np.ndarray] = deque(maxlen=delay + 1)
     while not race.all_done:
         st = race.state
-        renderer.draw(hud_state(race, track))
+        renderer.draw(CarView.of(race), LapView.of(race), race.frame)
         image = renderer.capture()
         seen.append(image)
         p = pilot.predict(seen[0][None], st.speed)
@@ -68,21 +68,6 @@ def drive_lap(renderer: Any, track: Any, pilot: Any, *, delay: int = 0, max_fram
             on_frame(image, p, keys, race)
         race.step(keys)
     return race.results()[0]
-
-
-def hud_state(race: Any, track: Any) -> dict[str, Any]:
-    """What the renderer draws (the car's pose) and, in a window, its HUD."""
-    st, lap = race.state, race.lap
-
-    def seconds(v: float) -> float | None:
-        return float(v) if math.isfinite(v) and v > 0 else None
-
-    return {"track": track.name, "frame": race.frame,
-            "car": {"x": float(st.x[0]), "y": float(st.y[0]), "heading": float(st.heading[0]),
-                    "speed": float(st.speed[0])},
-            "lap": {"laps": int(lap.laps[0]), "progress": float(lap.progress[0]),
-                    "current_lap_s": float(lap.current_lap_s[0]), "last_lap_s": seconds(lap.lap_time_s[0]),
-                    "best_lap_s": seconds(lap.best_lap_s[0])}}
 
 
 def pursuit_lap(track: Any) -> Any:

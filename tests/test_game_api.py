@@ -170,6 +170,9 @@ def test_metrics_and_openapi(lockstep):
     assert "# TYPE rrp_game_frame gauge" in text
     assert "rrp_game_frame 3" in text
     assert "rrp_game_frames_stepped_total 3" in text
+    # every gauge the dashboards and benchmarks read, by its documented name
+    for gauge in ("rrp_game_max_lag_seconds", "rrp_game_pending_commands", "rrp_game_ready"):
+        assert f"# TYPE {gauge} gauge" in text, gauge
     spec = c.get("/openapi.json").json()
     assert {"/v1/state", "/v1/controls", "/v1/step", "/v1/reset", "/v1/frame", "/healthz", "/metrics"} <= set(
         spec["paths"])

@@ -22,15 +22,16 @@ import math, sys
 import numpy as np
 from game import load_track
 from game.scene import UrsinaRenderer
+from game.state import CarView
 
 track = load_track("hairpins")
 renderer = UrsinaRenderer(track, headless=True, frame_size=(96, 72), hud=False)
 x, y, heading = track.start
 
 def image_at(px, py, ph):
-    state = {"car": {"x": px, "y": py, "heading": ph, "speed": 0.0}}
-    renderer.draw(state)
-    renderer.draw(state)
+    pose = CarView(px, py, ph, 0.0)
+    renderer.draw(pose)
+    renderer.draw(pose)
     return renderer.capture()
 
 fresh = image_at(x, y, heading)

@@ -53,8 +53,8 @@ class FakeRenderer:
     def set_track(self, track):
         self.track = track
 
-    def draw(self, state):
-        self.drawn.append(state["frame"])
+    def draw(self, car, lap=None, frame=0):
+        self.drawn.append(frame)
 
     def capture(self):
         return np.full((2, 2, 3), self.drawn[-1] % 256, np.uint8)
