@@ -1,10 +1,14 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures shared by several test modules (the helpers they build on are in ``support.py``).
 
+The ``slow`` marker (registered in pyproject.toml) is set by each module that starts processes or
+renders, with ``pytestmark = pytest.mark.slow`` at its top.
+"""
+
+import os
 import subprocess
 
 import pytest
-from support import helm_binary
-from test_game_recorder import RedisServer
+from support import Evaluator, RedisServer, die_with_parent, helm_binary, stop_process_group
 
 
 @pytest.fixture(scope="session")
@@ -25,19 +29,30 @@ def redis_server(tmp_path):
     server.stop()
 
 
-# Modules whose tests start processes (evaluators, games, redis, helm, GA runs) or render: `slow`, so that
-# `python -m pytest -m "not slow"` is the quick loop while editing (the simulation, the task, the dispatch
-# policy, the runner's scheduling). The README's test command runs everything.
-SLOW_MODULES = {
-    "test_deploy_chart", "test_deploy_cli", "test_deploy_compose", "test_deploy_dockerfile", "test_deploy_fleet",
-    "test_deploy_k8s", "test_deploy_readonly", "test_ga_cli", "test_ga_resume", "test_game_camera",
-    "test_game_recorder", "test_game_remote", "test_game_render", "test_game_scene", "test_game_window",
-    "test_http_discovery", "test_http_executor", "test_http_ga", "test_http_support", "test_pilot_collect",
-    "test_pilot_serve", "test_pilot_train", "test_service_api", "test_service_slow_and_frozen",
-}
+@pytest.fixture
+def x_display():
+    """A real X server (Xvfb) for the windowed tests: its display name (``:N``), the number Xvfb chose."""
+    r, w = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=die_with_parent)
+    os.close(w)
+    with os.fdopen(r) as fh:
+        number = fh.readline().strip()
+    assert number, "Xvfb did not report a display"
+    yield f":{number}"
+    xvfb.terminate()
+    xvfb.wait(10)
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.module.__name__.rpartition(".")[2] in SLOW_MODULES:
-            item.add_marker(pytest.mark.slow)
+@pytest.fixture
+def processes():
+    """The processes a test starts with ``support.spawn`` and the ``support.Evaluator``s it starts, in a
+    list the test appends to; at teardown each is stopped with its whole process group, newest first."""
+    started: list = []
+    yield started
+    for item in reversed(started):
+        if isinstance(item, Evaluator):
+            item.stop()
+        else:
+            stop_process_group(item)

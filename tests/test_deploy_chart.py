@@ -15,6 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "rallyrobopilot"
 ALL_ON = CHART / "ci" / "all-on-values.yaml"

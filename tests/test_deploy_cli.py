@@ -5,7 +5,6 @@ port, the fleet's discovery URL, the Redis URL, ...)."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -13,7 +12,9 @@ from unittest import mock
 
 import pytest
 import yaml
-from support import compose_services, helm_binary
+from support import compose_services, dockerfile_env, dockerfile_stages, helm_binary
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "rallyrobopilot"
@@ -26,39 +27,9 @@ IMAGE_TARGET = {"rallyrobopilot-evaluator": "evaluator", "rallyrobopilot-game": 
 # --- where the containers' commands come from ----------------------------------------------------
 
 
-def dockerfile_stages() -> dict[str, dict]:
-    stages: dict[str, dict] = {}
-    current, buf = None, ""
-    for line in (ROOT / "Dockerfile").read_text().splitlines():
-        if not buf and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        if line.rstrip().endswith("\\"):
-            buf += line.rstrip()[:-1] + " "
-            continue
-        word, _, rest = (buf + line).strip().partition(" ")
-        buf = ""
-        if word == "FROM":
-            image, _, name = rest.partition(" AS ")
-            current = stages.setdefault(name.strip(), {"from": image.strip(), "env": {}, "cmd": None})
-        elif word == "ENV" and current is not None:
-            for item in rest.split():
-                key, _, value = item.partition("=")
-                current["env"][key] = value
-        elif word == "CMD" and current is not None:
-            current["cmd"] = json.loads(rest)
-    return stages
-
-
 def image_env(target: str) -> dict[str, str]:
     """RRP_* variables the image itself sets (a container's own env overrides them)."""
-    stages, chain = dockerfile_stages(), []
-    while target in stages:
-        chain.append(stages[target])
-        target = stages[target]["from"]
-    env: dict[str, str] = {}
-    for stage in reversed(chain):
-        env.update({k: v for k, v in stage["env"].items() if k.startswith("RRP_")})
-    return env
+    return {k: v for k, v in dockerfile_env(target).items() if k.startswith("RRP_")}
 
 
 def chart_containers(*values: str) -> list[tuple[str, list[str], dict[str, str]]]:

@@ -13,6 +13,8 @@ import pytest
 import yaml
 from support import COMPOSE_REDIS_PASSWORD, compose_config, docker_compose
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 PODMAN_OVERRIDE = ROOT / "tools" / "containers" / "compose.podman.yml"

@@ -15,52 +15,21 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from support import DOCKERFILE
+from support import dockerfile_instructions as instructions
+from support import dockerfile_lineage as lineage
+from support import dockerfile_stages as stages
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCKERFILE = ROOT / "Dockerfile"
 FINAL = ("game", "pilot", "evaluator")
 MODULE = {"game": "game", "pilot": "pilot.serve", "evaluator": "evaluator"}
 BUILD_TOOLS = {"gcc", "g++", "make", "build-essential", "python3-dev", "libc6-dev", "git", "cmake", "clang"}
 
 
-def instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    out, buf = [], ""
-    for line in DOCKERFILE.read_text().splitlines():
-        if not buf and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        if line.rstrip().endswith("\\"):
-            buf += line.rstrip()[:-1] + " "
-            continue
-        buf += line
-        word, _, rest = buf.strip().partition(" ")
-        out.append((word.upper(), rest.strip()))
-        buf = ""
-    return out
-
-
-def stages() -> dict[str, dict]:
-    result: dict[str, dict] = {}
-    current = None
-    for word, rest in instructions():
-        if word == "FROM":
-            image, _, name = rest.partition(" AS ")
-            current = result.setdefault(name.strip(), {"from": image.strip(), "body": []})
-        elif current is not None:
-            current["body"].append((word, rest))
-    return result
-
-
 def body(stage: str, word: str) -> list[str]:
     return [rest for w, rest in stages()[stage]["body"] if w == word]
-
-
-def lineage(stage: str) -> list[str]:
-    chain, all_stages = [], stages()
-    while stage in all_stages:
-        chain.append(stage)
-        stage = all_stages[stage]["from"]
-    return chain
 
 
 @pytest.mark.parametrize("dockerfile", [DOCKERFILE, ROOT / "tools" / "containers" / "redis.Containerfile"],

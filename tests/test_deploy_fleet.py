@@ -11,27 +11,20 @@ the local (process pool) executor's.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
-from support import compose_services, free_port
+from support import Evaluator, compose_services, free_port, poll, process_env, replace_arg, spawn
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT = 420.0
-
-
-def die_with_parent() -> None:
-    """In the child before exec: SIGKILL it if the test process dies without cleaning up."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def compose_model() -> dict:
@@ -39,74 +32,12 @@ def compose_model() -> dict:
 
 
 def base_env(cache: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RRP_")}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["NUMBA_CACHE_DIR"] = str(cache)  # as in the image: one cache directory on /tmp
-    return env
-
-
-def replace_arg(argv: list[str], flag: str, value: str) -> list[str]:
-    i = argv.index(flag)
-    return [*argv[: i + 1], value, *argv[i + 2 :]]
+    return process_env(NUMBA_CACHE_DIR=str(cache))  # as in the image: one cache directory on /tmp
 
 
 def python(argv: list[str]) -> list[str]:
     assert argv[0] == "python"
     return [sys.executable, *argv[1:]]
-
-
-def poll(condition, timeout: float, what: str, interval: float = 0.05):
-    """Wait for a condition with a deadline (polling, not a timed guess)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(what)
-
-
-class Evaluator:
-    """`python -m evaluator` as the compose service runs it, on its own loopback address."""
-
-    def __init__(self, service: dict, address: str, port: int, cache: Path, logs: Path):
-        env = base_env(cache)
-        env.update({k: v for k, v in service["environment"].items() if v is not None})
-        assert env["RRP_HOST"] == "0.0.0.0" and env["RRP_PORT"] == "8000"
-        env["RRP_HOST"], env["RRP_PORT"] = address, str(port)  # addresses aside
-        self.url = f"http://{address}:{port}"
-        self.log = logs / f"evaluator-{address}.log"
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                python(service["command"]), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=die_with_parent,
-            )
-
-    def ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.url} exited {self.proc.returncode}: {self.log.read_text()[-3000:]}")
-        try:
-            return httpx.get(f"{self.url}/readyz", timeout=2.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def evaluations(self) -> float:
-        text = httpx.get(f"{self.url}/metrics", timeout=5.0).text
-        m = re.search(r"^rrp_evaluations_total(?:\{[^}]*\})? ([0-9.e+]+)$", text, re.M)
-        return float(m.group(1)) if m else 0.0
-
-    def signal(self, sig: int) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-
-    def stop(self) -> None:
-        self.signal(signal.SIGCONT)
-        self.signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
 
 
 class Hosts:
@@ -140,12 +71,8 @@ def start_ga(ga: dict, hosts: Path, port: int, generations: int, out: Path, cach
     env["RRP_EVALUATORS"] = f"dns://evaluator:{port}"
     # a private mount namespace with its own /etc/hosts; exec keeps the GA as this process
     script = 'mount --bind "$0" /etc/hosts && exec "$@"'
-    with log.open("wb") as f:
-        return subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(hosts), *argv],
-            cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=die_with_parent,
-        )
+    return spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(hosts), *argv], env, log,
+                 cwd=ROOT)
 
 
 def local_run(generations: int, out: Path, cache: Path) -> None:
@@ -177,19 +104,7 @@ def generation(run_dir: Path) -> int:
         return -1
 
 
-@pytest.fixture()
-def fleet(tmp_path):
-    started: list = []
-    yield started
-    for item in reversed(started):
-        if isinstance(item, Evaluator):
-            item.stop()
-        elif item.poll() is None:
-            os.killpg(item.pid, signal.SIGKILL)
-            item.wait(timeout=30)
-
-
-def test_compose_fleet_rehearsal_matches_the_local_executor(tmp_path, fleet):
+def test_compose_fleet_rehearsal_matches_the_local_executor(tmp_path, processes):
     model = compose_model()
     services = model["services"]
     replicas = services["evaluator"]["deploy"]["replicas"]
@@ -197,15 +112,15 @@ def test_compose_fleet_rehearsal_matches_the_local_executor(tmp_path, fleet):
     cache = tmp_path / "numba-cache"
     addresses = [f"127.0.0.{2 + i}" for i in range(replicas)]
     port = free_port(*addresses)
-    evaluators = [Evaluator(services["evaluator"], a, port, cache, tmp_path) for a in addresses]
-    fleet.extend(evaluators)
+    evaluators = [Evaluator.as_compose_service(services["evaluator"], a, port, cache, tmp_path) for a in addresses]
+    processes.extend(evaluators)
     for ev in evaluators:
-        poll(ev.ready, RUN_TIMEOUT, f"{ev.url} ready", interval=0.2)
+        ev.wait_ready(RUN_TIMEOUT)
 
     hosts = Hosts(tmp_path / "hosts", addresses)
     out = tmp_path / "runs" / "compose"
     ga = start_ga(services["ga"], hosts.path, port, 3, out, cache, tmp_path / "ga.log")
-    fleet.append(ga)
+    processes.append(ga)
     assert ga.wait(timeout=RUN_TIMEOUT) == 0, (tmp_path / "ga.log").read_text()[-4000:]
     log = (tmp_path / "ga.log").read_text()
     assert f"dns://evaluator:{port}" in log
@@ -219,24 +134,24 @@ def test_compose_fleet_rehearsal_matches_the_local_executor(tmp_path, fleet):
     assert remote == local, first_difference(remote, local)
 
 
-def test_fleet_loses_one_evaluator_and_gains_one_mid_run(tmp_path, fleet):
+def test_fleet_loses_one_evaluator_and_gains_one_mid_run(tmp_path, processes):
     model = compose_model()
     services = model["services"]
     cache = tmp_path / "numba-cache"
     addresses = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
     newcomer = "127.0.0.6"
     port = free_port(*addresses, newcomer)
-    evaluators = [Evaluator(services["evaluator"], a, port, cache, tmp_path) for a in addresses]
-    added = Evaluator(services["evaluator"], newcomer, port, cache, tmp_path)  # not in the fleet yet
-    fleet.extend([*evaluators, added])
+    evaluators = [Evaluator.as_compose_service(services["evaluator"], a, port, cache, tmp_path) for a in addresses]
+    added = Evaluator.as_compose_service(services["evaluator"], newcomer, port, cache, tmp_path)  # not in the fleet yet
+    processes.extend([*evaluators, added])
     for ev in [*evaluators, added]:
-        poll(ev.ready, RUN_TIMEOUT, f"{ev.url} ready", interval=0.2)
+        ev.wait_ready(RUN_TIMEOUT)
 
     generations = 12
     hosts = Hosts(tmp_path / "hosts", addresses)
     out = tmp_path / "runs" / "compose"
     ga = start_ga(services["ga"], hosts.path, port, generations, out, cache, tmp_path / "ga.log")
-    fleet.append(ga)
+    processes.append(ga)
 
     # mid-run: once generation 1 is checkpointed, freeze the fleet, kill one evaluator, add one
     poll(lambda: generation(out) >= 1 or ga.poll() is not None, RUN_TIMEOUT, "generation 1")

@@ -7,7 +7,10 @@ import subprocess
 from pathlib import Path
 
 import kubernetes_validate
+import pytest
 import yaml
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "k8s" / "rallyrobopilot.yaml"

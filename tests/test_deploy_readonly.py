@@ -12,21 +12,27 @@ read-only. Nothing outside that namespace changes.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
-from support import COMPOSE_REDIS_PASSWORD, compose_services, free_port
-from test_deploy_cli import dockerfile_stages
-from test_deploy_fleet import poll
+from support import (
+    COMPOSE_REDIS_PASSWORD,
+    answers,
+    compose_services,
+    dockerfile_env,
+    free_port,
+    poll,
+    replace_arg,
+    spawn,
+)
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300.0
@@ -42,11 +48,6 @@ exec "$@"
 """
 
 
-def die_with_parent() -> None:
-    """In the child before exec: SIGKILL it if the test process dies without cleaning up."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def read_only_dirs() -> list[str]:
     """The source tree, the interpreter and its packages, HOME (outermost directories only)."""
     candidates = sorted({str(ROOT), sys.prefix, sys.base_prefix, str(Path.home())}, key=len)
@@ -60,13 +61,7 @@ def read_only_dirs() -> list[str]:
 
 def image_env(target: str) -> dict[str, str]:
     """ENV of the Dockerfile stages from `base` to `target` (paths of the image itself left out)."""
-    stages, chain = dockerfile_stages(), []
-    while target in stages:
-        chain.append(stages[target]["env"])
-        target = stages[target]["from"]
-    env: dict[str, str] = {}
-    for stage_env in reversed(chain):
-        env.update(stage_env)
+    env = dockerfile_env(target)
     for key in ("PATH", "VIRTUAL_ENV", "HOME"):  # the image's own layout (/opt/venv, /home/rrp)
         env.pop(key, None)
     return env
@@ -92,42 +87,6 @@ def all_compose_services() -> dict:
     return compose_services(COMPOSE_PROFILES="collect,pilot")
 
 
-def replace_arg(argv: list[str], flag: str, value: str) -> list[str]:
-    i = argv.index(flag)
-    return [*argv[: i + 1], value, *argv[i + 2 :]]
-
-
-@pytest.fixture()
-def processes():
-    started: list[subprocess.Popen] = []
-    yield started
-    for proc in reversed(started):
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-
-
-def spawn(processes: list, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=die_with_parent)
-    processes.append(proc)
-    return proc
-
-
-def answers(url: str, proc: subprocess.Popen, log: Path) -> bool:
-    if proc.poll() is not None:
-        raise RuntimeError(f"exited {proc.returncode}: {log.read_text()[-3000:]}")
-    try:
-        return httpx.get(url, timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def test_the_namespace_really_is_read_only(tmp_path):
     env = container_env("evaluator", {})
     probe = ["python", "-c", "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text('x')"]
@@ -145,7 +104,8 @@ def test_evaluator_and_ga_on_a_read_only_root(tmp_path, processes):
     port = free_port()
     ev_env = container_env("evaluator", services["evaluator"], RRP_HOST="127.0.0.1", RRP_PORT=str(port))
     ev_log = tmp_path / "evaluator.log"
-    evaluator = spawn(processes, in_namespace(services["evaluator"]["command"]), ev_env, ev_log)
+    evaluator = spawn(in_namespace(services["evaluator"]["command"]), ev_env, ev_log)
+    processes.append(evaluator)
     poll(lambda: answers(f"http://127.0.0.1:{port}/readyz", evaluator, ev_log), TIMEOUT, "evaluator ready")
 
     out = tmp_path / "runs" / "compose"
@@ -169,10 +129,10 @@ def test_headless_game_records_frames_to_redis_on_a_read_only_root(tmp_path, pro
     redis_log = tmp_path / "redis.log"
     password = services["redis"]["environment"]["REDIS_PASSWORD"]
     assert password == COMPOSE_REDIS_PASSWORD
-    redis_server = spawn(processes, [REDIS_SERVER_PATH, "--bind", redis_address, "--port", str(redis_port),
-                                     "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
-                                     "--requirepass", password],
+    redis_server = spawn([REDIS_SERVER_PATH, "--bind", redis_address, "--port", str(redis_port),
+                          "--save", "", "--appendonly", "no", "--dir", str(tmp_path), "--requirepass", password],
                          dict(os.environ), redis_log)
+    processes.append(redis_server)
 
     def redis_up() -> bool:
         if redis_server.poll() is not None:
@@ -194,7 +154,8 @@ def test_headless_game_records_frames_to_redis_on_a_read_only_root(tmp_path, pro
     argv = replace_arg(game["command"], "--port", str(port))
     env = container_env("game", game, RRP_HOST="127.0.0.1", RRP_REDIS=local_url)
     log = tmp_path / "game.log"
-    proc = spawn(processes, in_namespace(argv, hosts=hosts), env, log)
+    proc = spawn(in_namespace(argv, hosts=hosts), env, log)
+    processes.append(proc)
     poll(lambda: answers(f"http://127.0.0.1:{port}/healthz", proc, log), TIMEOUT, "game /healthz")
 
     def recorded_frames() -> int:
@@ -222,7 +183,8 @@ def test_pilot_service_on_a_read_only_root(tmp_path, processes):
     env = container_env("pilot", pilot, RRP_HOST="127.0.0.1", RRP_PORT=str(port), RRP_MODEL=str(model))
     assert image_env("pilot")["RRP_MODEL"] == pilot["environment"]["RRP_MODEL"] == "/models"  # here: the test's
     log = tmp_path / "pilot.log"
-    server = spawn(processes, in_namespace(pilot["command"]), env, log)
+    server = spawn(in_namespace(pilot["command"]), env, log)
+    processes.append(server)
     poll(lambda: answers(f"http://127.0.0.1:{port}/readyz", server, log), TIMEOUT, "pilot ready")
     images, speeds = frames(3)
     with PilotClient(f"http://127.0.0.1:{port}") as client:

@@ -13,6 +13,8 @@ from ga import replay
 from ga.run import main
 from game import DEFAULT_TRACK
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--population", "4", "--generations", "1", "--max-frames", "60", "--hidden", "3", "--workers", "1"]
 

@@ -11,10 +11,14 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
+from support import assert_same_run, deterministic_part
 
 from ga import checkpoint
 from ga.run import main
 from game import DEFAULT_TRACK
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--population", "6", "--max-frames", "150", "--hidden", "4", "--track", DEFAULT_TRACK]
@@ -26,18 +30,6 @@ def run(out: Path, *extra: str) -> None:
 
 def resume(out: Path, *extra: str) -> None:
     assert main(["--resume", str(out), *extra]) == 0
-
-
-def deterministic_part(run_dir: Path) -> dict:
-    """The checkpoint without its wall-clock timings."""
-    doc = json.loads((run_dir / "checkpoint.json").read_text())
-    doc.pop("wall")
-    return doc
-
-
-def assert_same_run(a: Path, b: Path) -> None:
-    assert deterministic_part(a) == deterministic_part(b)
-    assert (a / "best.json").read_bytes() == (b / "best.json").read_bytes()
 
 
 def test_same_seed_gives_identical_logbook_and_best_json(tmp_path):

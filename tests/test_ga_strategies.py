@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_ga_resume import assert_same_run
+from support import assert_same_run
 
 from evaluator import EvaluationTask, Perturbation, fitness, fitness_over_tracks
 from ga import checkpoint

@@ -9,6 +9,7 @@ import time
 import httpx
 import numpy as np
 import pytest
+from support import BIG_CIRCLE
 
 from game import Race, bundled_tracks, generate_track, load_track
 from game.api import ApiServer
@@ -319,8 +320,6 @@ def test_unknown_track_lists_the_tracks_once(lockstep):
 
 
 def test_an_inline_track_too_big_to_precompute_is_a_422(lockstep):
-    from test_sim_core import BIG_CIRCLE
-
     r = lockstep.client.post("/v1/reset", json={"track_data": BIG_CIRCLE})
     assert r.status_code == 422 and "grid cells" in r.json()["detail"], r.text
 

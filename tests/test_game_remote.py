@@ -6,7 +6,7 @@ import json
 import threading
 
 import pytest
-from support import normal_genomes
+from support import normal_genomes, write_best_json
 
 from evaluator import ControllerSpec, EvaluationTask, TrackData
 from ga.remote import main, remote_evaluate, remote_lap
@@ -15,6 +15,8 @@ from game import generate_track
 from game.api import ApiServer
 from game.app import GameRunner
 from game.remote import RemoteGame, RemoteGameError
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +73,8 @@ def test_remote_errors_are_clear(game_url):
 def test_best_json_replay_against_a_game(game_url, tmp_path, capsys):
     task = EvaluationTask(track="hairpins", max_frames=200, controller=ControllerSpec(kind="mlp"))
     genome = _genomes(task, 1, seed=7)[0]
-    result = task(genome)
+    result = write_best_json(tmp_path, task, genome)
     best = tmp_path / "best.json"
-    best.write_text(json.dumps({"genome": genome, "controller": task.controller.model_dump(mode="json"),
-                                "task": task.model_dump(mode="json"), "result": result.to_dict()}))
     t, g, recorded = load_best(best)
     assert t == task and g == genome and recorded == result
     assert main(["--url", game_url, "--best", str(best)]) == 0

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 import redis
 from PIL import Image
-from support import free_port
+from support import free_port, write_best_json
 
 from game.recorder import stream_key
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -172,10 +175,7 @@ def test_replay_drives_the_evolved_controller(tmp_path):
     task = EvaluationTask(track="oval", max_frames=600, stall_frames=100, controller=ControllerSpec(kind="mlp"))
     genome = list(np.random.default_rng(3).normal(0, 0.3, task.controller.genome_length()))
     genome[-4], genome[-3] = 2.0, -2.0
-    result = task(genome)
-    best = tmp_path / "best.json"
-    best.write_text(json.dumps({"genome": genome, "controller": task.controller.model_dump(mode="json"),
-                                "task": task.model_dump(mode="json"), "result": result.to_dict()}))
+    result = write_best_json(tmp_path, task, genome)
     watch = ("-m", "ga.replay", str(tmp_path), "--watch", "--")
     game = GameProcess("--mode", "lockstep", tmp_path=tmp_path, command=watch)
     try:

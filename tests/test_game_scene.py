@@ -10,6 +10,8 @@ import pytest
 from game import bundled_tracks, load_track
 from game.scene import road_mesh_data, scenery_mesh_data, tree_positions, wall_mesh_data
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("name", bundled_tracks())
 def test_meshes_follow_the_track(name):

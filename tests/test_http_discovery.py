@@ -21,6 +21,8 @@ from ga.discovery import (
 from ga.http_executor import HttpExecutor
 from game import DEFAULT_TRACK
 
+pytestmark = pytest.mark.slow
+
 TASK = EvaluationTask(track=DEFAULT_TRACK, max_frames=300, controller=ControllerSpec(kind="mlp"))
 
 

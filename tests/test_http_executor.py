@@ -6,12 +6,14 @@ import signal
 import threading
 
 import pytest
-from support import free_port, gauss_genomes, start_evaluators
+from support import Evaluator, free_port, gauss_genomes, start_evaluators
 
 from evaluator import ControllerSpec, EvaluationTask
 from ga.executors import LocalExecutor
 from ga.http_executor import EvaluationError, HttpExecutor, NoEvaluatorAvailable
 from game import DEFAULT_TRACK
+
+pytestmark = pytest.mark.slow
 
 TASK = EvaluationTask(track=DEFAULT_TRACK, max_frames=400, controller=ControllerSpec(kind="mlp"))
 
@@ -196,7 +198,7 @@ def test_a_hanging_evaluator_is_detected_and_its_work_retried(fleet, reference):
 
     def on_event(kind: str, info: dict) -> None:
         if kind == "dispatch" and info["endpoint"] == victim.url and victim_results and not frozen.is_set():
-            victim.signal_all(signal.SIGSTOP)
+            victim.signal(signal.SIGSTOP)
             frozen.set()
         if kind == "result" and info["endpoint"] == victim.url:
             victim_results.append(info)
@@ -218,7 +220,7 @@ def test_a_hanging_evaluator_is_detected_and_its_work_retried(fleet, reference):
             stats = ex.stats()
             assert stats["endpoints"][victim.url]["state"] == "benched"
             # thawed, the benched evaluator is probed back into service
-            victim.signal_all(signal.SIGCONT)
+            victim.signal(signal.SIGCONT)
             assert back.wait(60)
             assert list(ex.map(TASK, gs, chunksize=1)) == expected
             assert ex.stats()["endpoints"][victim.url]["completed"] > stats["endpoints"][victim.url]["completed"]
@@ -227,7 +229,7 @@ def test_a_hanging_evaluator_is_detected_and_its_work_retried(fleet, reference):
         assert stats["results"] == len(gs)
         assert stats["retries"] >= 1
     finally:
-        victim.signal_all(signal.SIGCONT)
+        victim.signal(signal.SIGCONT)
         victim.stop()
 
 
@@ -235,7 +237,7 @@ def test_503_over_capacity_is_retried_not_failed():
     """The executor is allowed more requests than the evaluator takes: the extra ones get 503 +
     Retry-After and are sent again later; every answer still arrives, in order."""
     (ev,) = start_evaluators(1, max_inflight=1)
-    workers = [c for p in ev.processes() if "forkserver" in " ".join(p.cmdline()) for c in p.children()]
+    workers = ev.workers()
 
     def thaw() -> None:
         for w in workers:
@@ -265,7 +267,7 @@ def test_a_request_that_times_out_is_retried_elsewhere(fleet, reference):
     timeout (not the health check) sends its chunks elsewhere."""
     gs, expected = reference
     (victim,) = start_evaluators(1)
-    workers = [c for p in victim.processes() if "forkserver" in " ".join(p.cmdline()) for c in p.children()]
+    workers = victim.workers()
     try:
         for w in workers:
             w.send_signal(signal.SIGSTOP)
@@ -286,8 +288,6 @@ def test_a_request_that_times_out_is_retried_elsewhere(fleet, reference):
 def test_work_waits_for_an_evaluator_that_comes_up_late():
     """Nothing listens yet when the map starts; the evaluator is started afterwards and the
     executor's probes find it before the unreachable deadline."""
-    from support import Evaluator
-
     port = free_port()
     gs = genomes(6)
     with HttpExecutor([f"http://127.0.0.1:{port}"], bench_max=0.5, unreachable_timeout=300) as ex:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from support import start_evaluators
 
 from ga.run import main as ga_run
+
+pytestmark = pytest.mark.slow
 
 ARGS = ["--generations", "3", "--population", "24", "--seed", "11", "--track", "oval"]
 

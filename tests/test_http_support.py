@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 
 import httpx
-from support import free_port, start_evaluators  # noqa: F401 - imported from here by older modules
+import pytest
+from support import start_evaluators
+
+pytestmark = pytest.mark.slow
 
 
 def test_evaluator_process_is_separate_and_ready():

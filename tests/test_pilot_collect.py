@@ -22,6 +22,8 @@ from pilot.expert import PursuitExpert
 from pilot.runtime import keys_from
 from pilot.tracks import parse_tracks, track_by_name
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -21,24 +20,16 @@ import pytest
 from PIL import Image
 from pilot_models import SIZE, frames, write_model
 from prometheus_client.parser import text_string_to_metric_families
-from test_http_support import free_port
+from support import answers, free_port, poll, process_env
 
 from pilot.client import PilotClient, PilotError
 from pilot.runtime import PilotModel, keys_from
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 MAX_BATCH = 16
 MAX_BODY = 256 * 1024
-
-
-def poll(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)  # polling interval, not a synchronisation
-    raise TimeoutError(what)
 
 
 class Server:
@@ -47,10 +38,7 @@ class Server:
     def __init__(self, model: Path, *args: str, token: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RRP_")}
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-        if token:
-            env["RRP_TOKEN"] = token
+        env = process_env(RRP_TOKEN=token) if token else process_env()
         self.log = tempfile.NamedTemporaryFile(prefix="pilot-", suffix=".log", delete=False)  # noqa: SIM115
         cmd = [sys.executable, "-m", "pilot.serve", "--model", str(model), "--port", str(self.port),
                "--max-batch", str(MAX_BATCH), "--max-body-bytes", str(MAX_BODY), "--log-level", "warning", *args]
@@ -58,12 +46,7 @@ class Server:
         poll(self._answers, 60, f"pilot.serve did not start:\n{self.log_text()}")
 
     def _answers(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"pilot.serve exited with {self.proc.returncode}:\n{self.log_text()}")
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return answers(f"{self.url}/healthz", self.proc, Path(self.log.name))
 
     def log_text(self) -> str:
         return Path(self.log.name).read_text(errors="replace")[-4000:]
@@ -437,8 +420,7 @@ def test_not_ready_until_a_model_appears(tmp_path):
 
 
 def test_cli_refuses_bad_settings_with_one_line():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RRP_")}
-    env["PYTHONPATH"] = str(REPO)
+    env = process_env()
     proc = subprocess.run([sys.executable, "-m", "pilot.serve"], cwd=REPO, env=env, capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip() == "python -m pilot.serve: --model (or RRP_MODEL) is required"
     proc = subprocess.run([sys.executable, "-m", "pilot.serve", "--model", "m"], cwd=REPO,
@@ -465,8 +447,7 @@ def test_pilot_drive_from_the_url_drives_exactly_like_the_file(server, model_dir
     """`python -m pilot.drive URL` goes through PilotClient: the same frames give the same keys, so the
     lap (up to 60 lock-step frames of real offscreen rendering, in a child process: one renderer per process)
     is identical to driving from the model file."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RRP_")}
-    env["PYTHONPATH"] = str(REPO)
+    env = process_env()
     proc = subprocess.run([sys.executable, "-c", DRIVE_BOTH, str(model_dir), server.url], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

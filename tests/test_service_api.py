@@ -10,22 +10,18 @@ import time
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import gauss_genomes, start_evaluators
+from support import BIG_CIRCLE, start_evaluators
+from support import SERVICE_TASK as TASK
+from support import service_body as body
+from support import service_genomes as genomes
 
 from evaluator import ControllerSpec, EvaluationTask, Perturbation, TrackData
 from game import DEFAULT_TRACK, bundled_tracks, load_track
 
+pytestmark = pytest.mark.slow
+
 MAX_BATCH = 8
-TASK = EvaluationTask(track=DEFAULT_TRACK, max_frames=300, controller=ControllerSpec(kind="mlp"))
 N_GENES = TASK.controller.genome_length()
-
-
-def genomes(n: int, length: int = N_GENES, seed: int = 7) -> list[list[float]]:
-    return gauss_genomes(length, n, seed)
-
-
-def body(task: EvaluationTask = TASK, gs: list | None = None) -> dict:
-    return {"task": task.model_dump(mode="json"), "genomes": genomes(2) if gs is None else gs}
 
 
 @pytest.fixture(scope="module")
@@ -232,19 +228,12 @@ def test_bearer_token_guards_the_evaluation_route():
         ev.stop()
 
 
-def _worker_processes(ev):
-    """The pool's worker processes: children of the evaluator's forkserver."""
-    procs = ev.processes()
-    servers = [p for p in procs if "forkserver" in " ".join(p.cmdline())]
-    return [c for s in servers for c in s.children()]
-
-
 def test_over_capacity_answers_503_with_retry_after():
     (ev,) = start_evaluators(1, max_inflight=1)
     try:
         with httpx.Client(base_url=ev.url, timeout=120) as c:
             # freeze the only worker: the first request is then certainly still in flight
-            workers = _worker_processes(ev)
+            workers = ev.workers()
             assert workers
             for w in workers:
                 w.send_signal(signal.SIGSTOP)
@@ -272,7 +261,7 @@ def test_a_worker_dying_mid_request_gives_503_and_is_replaced():
     (ev,) = start_evaluators(1)
     try:
         with httpx.Client(base_url=ev.url, timeout=120) as c:
-            (worker,) = _worker_processes(ev)
+            (worker,) = ev.workers()
             worker.send_signal(signal.SIGSTOP)  # keeps the request in the worker until it is killed
             first: dict = {}
             thread = threading.Thread(target=lambda: first.update(r=c.post("/v1/evaluations", json=body())))
@@ -294,7 +283,7 @@ def test_a_worker_dying_mid_request_gives_503_and_is_replaced():
                     assert time.monotonic() < deadline + 60
                 assert resp.status_code == 200, resp.text
                 assert resp.json()["results"] == [r.to_dict() for r in TASK.evaluate_batch(genomes(2))]
-            assert [w.pid for w in _worker_processes(ev)] != [worker.pid]
+            assert [w.pid for w in ev.workers()] != [worker.pid]
     finally:
         ev.stop()
 
@@ -316,8 +305,6 @@ def test_nan_in_an_inline_track_is_a_422(client, track_raw, field):
 
 
 def test_a_track_too_big_to_precompute_is_a_422_naming_the_limit(client):
-    from test_sim_core import BIG_CIRCLE
-
     resp = client.post("/v1/evaluations", json={"task": _task_json(track=BIG_CIRCLE), "genomes": [genomes(1)[0]]})
     assert resp.status_code == 422, resp.text
     assert "grid cells" in resp.json()["detail"] and "8,000,000" in resp.json()["detail"]

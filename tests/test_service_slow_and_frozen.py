@@ -7,10 +7,15 @@ import socket
 
 import httpx
 import psutil
+import pytest
+from support import SERVICE_TASK as TASK
+from support import service_body as body
+from support import service_genomes as genomes
 from support import start_evaluators
-from test_service_api import TASK, _worker_processes, body, genomes
 
 from evaluator import ControllerSpec, EvaluationTask, TrackData
+
+pytestmark = pytest.mark.slow
 
 CHUNKED_HEAD = (b"POST /v1/evaluations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 b"Transfer-Encoding: chunked\r\n\r\n")
@@ -39,7 +44,7 @@ def test_slow_uploads_do_not_take_the_slots_and_are_timed_out():
 def test_a_frozen_worker_fails_its_request_within_seconds_and_is_replaced():
     (ev,) = start_evaluators(1, args=("--stall-timeout", "2"))
     try:
-        (worker,) = _worker_processes(ev)
+        (worker,) = ev.workers()
         worker.send_signal(signal.SIGSTOP)  # frozen, not dead: its pipe stays open
         with httpx.Client(base_url=ev.url, timeout=120) as c:
             r = c.post("/v1/evaluations", json=body())
@@ -94,7 +99,7 @@ def test_the_ga_map_goes_on_elsewhere_when_a_worker_freezes():
 
     frozen_ev, healthy_ev = start_evaluators(2, args=("--stall-timeout", "2"))
     try:
-        (worker,) = _worker_processes(frozen_ev)
+        (worker,) = frozen_ev.workers()
         worker.send_signal(signal.SIGSTOP)
         gs = genomes(8)
         with HttpExecutor([frozen_ev.url, healthy_ev.url], pack_requests=False) as ex:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from support import BIG_CIRCLE
 
 from game import DT, PursuitDriver, Race, Track, TrackError, bundled_tracks, generate_track, load_track
 from game import physics as P
@@ -206,8 +209,10 @@ def test_pursuit_batch_matches_single_cars():
 
 def test_same_trajectory_in_another_process():
     here = trajectory_digest("rally", 3, 800)
-    code = "from tests.test_sim_core import trajectory_digest; print(trajectory_digest('rally', 3, 800))"
-    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code = "from test_sim_core import trajectory_digest; print(trajectory_digest('rally', 3, 800))"
+    tests = Path(__file__).resolve().parent  # this module and support.py, the repository above them
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tests), str(tests.parent)]))
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert there.stdout.strip() == here
 
 
@@ -236,10 +241,6 @@ def test_track_file_round_trip(tmp_path):
     path.write_text(json.dumps(load_track("oval").to_json() | {"name": "mine"}))
     track = load_track(str(path))
     assert track.name == "mine" and track.length == pytest.approx(load_track("oval").length)
-
-
-BIG_CIRCLE = {"name": "big", "width": 12, "points": [  # a valid 20 km loop whose grid would need 3 GB
-    [3180 * math.cos(2 * math.pi * i / 120), 3180 * math.sin(2 * math.pi * i / 120)] for i in range(120)]}
 
 
 @pytest.mark.parametrize(
