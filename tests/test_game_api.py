@@ -12,7 +12,8 @@ import pytest
 
 from game import Race, bundled_tracks, generate_track, load_track
 from game.api import ApiServer
-from game.app import MAX_PENDING_PER_CLIENT, GameRunner
+from game.app import GameRunner
+from game.controls import MAX_PENDING_PER_CLIENT
 from game.recorder import FrameRecorder
 from game.remote import RemoteGame
 
