@@ -13,6 +13,12 @@ once, so callers spread work elsewhere instead of queueing without limit), then 
 on a worker process (:mod:`evaluator.pool`, :mod:`evaluator.worker`). The body is read before the slot
 is taken, so a slow or never-ending upload holds a read slot (many more of them than capacity) and then
 gets a 408, never a slot that evaluations need.
+
+What this readable path costs: FastAPI's routing and these dependencies take about 0.17 ms more server
+CPU per request than a hand-written ASGI handler doing the same checks (0.33 against 0.17 ms, measured
+side by side). A request carries at least one lap (10 ms or more of a worker's time), and the GA packs
+a chunk's laps into one request, so throughput stays where it was (``benchmarks/bench_http_map.py``,
+``benchmarks/soak.py``); dependencies that skip the service lookup or merge steps saved 0.02 ms at best.
 """
 
 from __future__ import annotations

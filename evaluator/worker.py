@@ -2,8 +2,9 @@
 
 One implementation of the evaluation contract's execution side, shared by both:
 
-* :func:`cached_task`: a task arrives as JSON; it is validated once per process and kept with its
-  loaded track in a small LRU cache, so a generation's chunks pay for the track once per worker;
+* :func:`cached_task`: a task arrives as JSON; it is validated once per process, and its track is
+  built once per process and track (tasks that differ only in frame limit, controller or
+  perturbation share it), so a generation's chunks pay for the track once per worker;
 * :func:`evaluate_races`: consecutive batched races of a chunk's genomes (results in order);
 * :func:`warm_up`: drive a couple of frames of every controller kind so numba compiles before the
   first timed job;
@@ -29,34 +30,46 @@ from game import DEFAULT_TRACK, LapResult, Track
 
 TASK_CACHE_SIZE = 64
 """A run drives at most 64 tracks (``ga.tracksets.MAX_TRACKS``), one task each: all of them stay cached,
-however many generated tracks a run cycles through every generation."""
+however many generated tracks a run cycles through every generation. The same bound holds for tracks."""
 TASK_CACHE_BYTES = 256 * 1024 * 1024
 """What the cached tracks may hold (``Track.memory_bytes``: their grids, up to 64 MB each); the least
-recently used go first, the task in use always stays. With the entry limit alone, 16 of the largest
+recently used go first, the track in use always stays. With the entry limit alone, 16 of the largest
 accepted tracks would keep a gigabyte per worker."""
 HEARTBEAT_S = 0.5
 
-_TASKS: OrderedDict[str, tuple[EvaluationTask, Track]] = OrderedDict()
-"""Keyed by the task's JSON (prefixed ``local:`` for tasks trusted to name a track file)."""
+_TASKS: OrderedDict[str, tuple[EvaluationTask, str]] = OrderedDict()
+"""Validated tasks and the key of their track, by the task's JSON (prefixed ``local:`` for tasks
+trusted to name a track file)."""
+_TRACKS: OrderedDict[str, Track] = OrderedDict()
+"""Built tracks, by the task's track as JSON (a bundled name or the inline data), same prefix."""
 
 
 def cached_task(task_json: str, *, network: bool) -> tuple[EvaluationTask, Track]:
-    """The validated task and its track, built once per process and task."""
-    key = task_json if network else "local:" + task_json
+    """The validated task and its track, each built once per process."""
+    prefix = "" if network else "local:"
+    key = prefix + task_json
     entry = _TASKS.get(key)
     if entry is None:
         task = EvaluationTask.model_validate_json(task_json)
-        entry = (task, task.load_track_for_network() if network else task.load_track())
-        _TASKS[key] = entry
-        while len(_TASKS) > 1 and (len(_TASKS) > TASK_CACHE_SIZE or cached_bytes() > TASK_CACHE_BYTES):
+        track_key = prefix + (task.track if isinstance(task.track, str) else task.track.model_dump_json())
+        entry = _TASKS[key] = (task, track_key)
+        if len(_TASKS) > TASK_CACHE_SIZE:
             _TASKS.popitem(last=False)
     else:
         _TASKS.move_to_end(key)
-    return entry
+    task, track_key = entry
+    track = _TRACKS.get(track_key)
+    if track is None:
+        track = _TRACKS[track_key] = task.load_track_for_network() if network else task.load_track()
+        while len(_TRACKS) > 1 and (len(_TRACKS) > TASK_CACHE_SIZE or cached_bytes() > TASK_CACHE_BYTES):
+            _TRACKS.popitem(last=False)
+    else:
+        _TRACKS.move_to_end(track_key)
+    return task, track
 
 
 def cached_bytes() -> int:
-    return sum(track.memory_bytes for _, track in _TASKS.values())
+    return sum(track.memory_bytes for track in _TRACKS.values())
 
 
 def evaluate_races(

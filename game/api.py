@@ -31,7 +31,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from game import KEYS, TrackError, bundled_tracks, load_bundled_track
-from game.app import GameError, GameRunner, NotReady
+from game.app import GameRunner, NotReady
+from game.controls import GameError
 from game.prometheus import CONTENT_TYPE, exposition, registry_of
 from game.slow_clients import HEADER_TIMEOUT_S
 from game.state import CarView, LapView

@@ -25,34 +25,18 @@ import math
 import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from game import FPS, KEYS, Race, Track
+from game.controls import NO_KEYS, ControlSchedule, GameError, Keys, keys_tuple
 from game.driver import Driver
 from game.state import CarView, GameState, LapView
 
-MAX_SCHEDULE_AHEAD = FPS * 60  # frames: a command may name a frame at most one minute ahead
-MAX_PENDING_PER_CLIENT = 256   # pending commands of one client (its address): the rest stay free
-MAX_PENDING = 10_000
-COMMAND_LOG = 4096
 CATCH_UP_CAPTURE = 5  # when more frames than this are overdue, skip capturing the ones in between
-
-
-class GameError(Exception):
-    """A request the game refuses; ``status`` is the HTTP status the API answers with."""
-
-    status = 400
-
-    def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
-        if status is not None:
-            self.status = status
 
 
 class NotReady(GameError):
@@ -84,48 +68,6 @@ class Pacer:
         """How many frames should have been completed at ``now``."""
         now = self.clock() if now is None else now
         return self.base + max(0, math.floor((now - self.t0) * self.fps + 1e-6))
-
-
-@dataclass
-class Command:
-    id: int
-    keys: tuple[bool, bool, bool, bool]
-    frame: int                       # the frame whose step uses these keys
-    received_frame: int
-    applied_frame: int | None = None
-    cancelled: bool = False
-    client: str = "local"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "keys": dict(zip(KEYS, self.keys, strict=True)),
-            "frame": self.frame,
-            "received_frame": self.received_frame,
-            "applied_frame": self.applied_frame,
-            "status": "cancelled" if self.cancelled else ("applied" if self.applied_frame is not None
-                                                           else "pending"),
-        }
-
-
-def keys_tuple(keys: Any) -> tuple[bool, bool, bool, bool]:
-    """Accept {key: bool}, a list of held key names, or 4 booleans; unknown keys raise GameError."""
-    if keys is None:
-        return (False, False, False, False)
-    if isinstance(keys, dict):
-        unknown = sorted(set(keys) - set(KEYS))
-        if unknown:
-            raise GameError(f"unknown key(s) {unknown}; keys are {list(KEYS)}", 422)
-        return tuple(bool(keys.get(k, False)) for k in KEYS)  # type: ignore[return-value]
-    keys = list(keys)
-    if all(isinstance(k, str) for k in keys):
-        unknown = sorted(set(keys) - set(KEYS))
-        if unknown:
-            raise GameError(f"unknown key(s) {unknown}; keys are {list(KEYS)}", 422)
-        return tuple(k in keys for k in KEYS)  # type: ignore[return-value]
-    if len(keys) == 4:
-        return tuple(bool(k) for k in keys)  # type: ignore[return-value]
-    raise GameError("keys must be a {key: bool} object, a list of key names or 4 booleans", 422)
 
 
 class Renderer(Protocol):
@@ -161,11 +103,8 @@ class GameRunner:
         self.ready = threading.Event()
         self.stopped = threading.Event()
         self._jobs: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
-        self._next_cmd = 1
-        self._schedule: dict[int, list[Command]] = {}
-        self._pending_by_client: dict[str, int] = {}
-        self._log: OrderedDict[int, Command] = OrderedDict()
-        self._keys: tuple[bool, bool, bool, bool] = (False, False, False, False)
+        self.controls = ControlSchedule()
+        self._keys: Keys = NO_KEYS
         self._image: np.ndarray | None = None
         self._image_frame = -1
         self._dirty = True
@@ -185,14 +124,9 @@ class GameRunner:
         self.continuous = continuous
         self.max_frames = max_frames
         self._last_laps = 0
-        self._last_controls = (False, False, False, False)
+        self._last_controls = NO_KEYS
         self._dirty = True
-        for cmds in self._schedule.values():
-            for c in cmds:
-                c.cancelled = True
-        self._schedule.clear()
-        self._pending_by_client.clear()
-        self._keys = (False, False, False, False)
+        self._keys = NO_KEYS
 
     @property
     def frame(self) -> int:
@@ -206,7 +140,7 @@ class GameRunner:
         as ``EvaluationTask`` runs it in-process.
         """
         with self.lock:
-            cancelled = sum(len(v) for v in self._schedule.values())
+            cancelled = self.controls.cancel_all()
             changed = track is not None and track is not self.track
             self._new_race(track or self.track, max_frames, continuous, stall_frames)
             self.resets += 1
@@ -222,68 +156,29 @@ class GameRunner:
 
     # -- controls ----------------------------------------------------------------------------------
     def submit_controls(self, keys: Any, frame: int | None = None, client: str = "local") -> dict[str, Any]:
-        """Set the held keys from ``frame`` on (default: the next frame). Thread-safe, never blocks.
-
-        One client (an address) may have at most ``MAX_PENDING_PER_CLIENT`` commands pending, so a
-        client that floods the schedule is refused (429) while everyone else keeps driving.
-        """
+        """Set the held keys from ``frame`` on (default: the next frame). Thread-safe, never blocks."""
         k = keys_tuple(keys)
         with self.lock:
             now = self.frame
-            if frame is None:
-                frame = now
-            if frame < now:
+            try:
+                cmd = self.controls.submit(k, now if frame is None else frame, now, client)
+            except GameError:
                 self.counters["commands_refused"] += 1
-                raise GameError(
-                    f"frame {frame} is in the past: the game is at frame {now} (controls for frame {now} "
-                    f"or later are accepted)", 409)
-            if frame > now + MAX_SCHEDULE_AHEAD:
-                self.counters["commands_refused"] += 1
-                raise GameError(f"frame {frame} is too far ahead (at most {MAX_SCHEDULE_AHEAD} frames after "
-                                f"the current frame {now})", 422)
-            mine = self._pending_by_client.get(client, 0)
-            if mine >= MAX_PENDING_PER_CLIENT:
-                self.counters["commands_refused"] += 1
-                raise GameError(f"too many pending commands from {client} ({mine}, at most "
-                                f"{MAX_PENDING_PER_CLIENT}); wait for some to apply", 429)
-            pending = sum(len(v) for v in self._schedule.values())
-            if pending >= MAX_PENDING:
-                self.counters["commands_refused"] += 1
-                raise GameError(f"too many pending commands ({pending}); wait for some to apply", 429)
-            cmd = Command(self._next_cmd, k, frame, now, client=client)
-            self._pending_by_client[client] = mine + 1
-            self._next_cmd += 1
-            self._schedule.setdefault(frame, []).append(cmd)
-            self._log[cmd.id] = cmd
-            while len(self._log) > COMMAND_LOG:
-                self._log.popitem(last=False)
+                raise
             self.counters["commands"] += 1
             return cmd.to_dict()
 
-    def _settled(self, cmd: Command) -> None:
-        """A command left the schedule: it no longer counts against its client."""
-        left = self._pending_by_client.get(cmd.client, 0) - 1
-        if left > 0:
-            self._pending_by_client[cmd.client] = left
-        else:
-            self._pending_by_client.pop(cmd.client, None)
-
     def command(self, cmd_id: int) -> dict[str, Any]:
         with self.lock:
-            cmd = self._log.get(cmd_id)
-            if cmd is None:
-                raise GameError(f"unknown command id {cmd_id} (only the last {COMMAND_LOG} are kept)", 404)
-            return cmd.to_dict()
+            return self.controls.get(cmd_id).to_dict()
 
     # -- stepping ------------------------------------------------------------------------------------
     def step_frame(self, capture: bool = False) -> None:
         """Advance the simulation by exactly one frame (loop thread only)."""
         with self.lock:
             f = self.frame
-            for cmd in self._schedule.pop(f, ()):
-                self._settled(cmd)
+            for cmd in self.controls.apply(f):
                 self._keys = cmd.keys
-                cmd.applied_frame = f
                 self.counters["commands_applied"] += 1
             keys = self._keys
             if self.driver is not None:
@@ -384,7 +279,7 @@ class GameRunner:
                 lap=LapView.of(race),
                 done=done,
                 result=race.results()[0] if done else None,
-                pending_commands=sum(len(v) for v in self._schedule.values()),
+                pending_commands=self.controls.pending,
             )
 
     def snapshot(self) -> dict[str, Any]:
@@ -402,7 +297,7 @@ class GameRunner:
             m["rrp_game_resets_total"] = float(self.resets)
             m["rrp_game_ready"] = float(self.ready.is_set())
             m["rrp_game_max_lag_seconds"] = float(self.max_lag_s)
-            m["rrp_game_pending_commands"] = float(sum(len(v) for v in self._schedule.values()))
+            m["rrp_game_pending_commands"] = float(self.controls.pending)
         if self.recorder is not None:
             s = self.recorder.snapshot()
             for k in ("offered", "written", "dropped", "dropped_full", "dropped_redis", "reconnects"):

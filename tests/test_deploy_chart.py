@@ -448,6 +448,9 @@ def test_pilot_service_deployment_hpa_and_model_claim(helm):
     hpa = one(objects, "HorizontalPodAutoscaler", "rrp-pilot")
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "rrp-pilot"}
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    pdb = one(objects, "PodDisruptionBudget", "rrp-pilot")
+    assert pdb["spec"]["maxUnavailable"] == 1, "a drain never takes every pilot pod at once"
+    assert pdb["spec"]["selector"] == dep["spec"]["selector"]
 
     # defaults: a fixed replica count, no token, an existing claim is used as it is
     objects = render(helm, "--set", "pilot.enabled=true", "--set", "pilot.model.existingClaim=trained")

@@ -13,7 +13,8 @@ from support import BIG_CIRCLE
 
 from game import Race, bundled_tracks, generate_track, load_track
 from game.api import ApiServer
-from game.app import MAX_PENDING_PER_CLIENT, GameRunner
+from game.app import GameRunner
+from game.controls import MAX_PENDING_PER_CLIENT
 from game.recorder import FrameRecorder
 from game.remote import RemoteGame
 
@@ -174,6 +175,8 @@ def test_metrics_and_openapi(lockstep):
     # every gauge the dashboards and benchmarks read, by its documented name
     for gauge in ("rrp_game_max_lag_seconds", "rrp_game_pending_commands", "rrp_game_ready"):
         assert f"# TYPE {gauge} gauge" in text, gauge
+    helps = [line.split(" ", 3) for line in text.splitlines() if line.startswith("# HELP ")]
+    assert all(len(h) == 4 and not h[3].startswith("rrp_") for h in helps), "every metric says what it means"
     spec = c.get("/openapi.json").json()
     assert {"/v1/state", "/v1/controls", "/v1/step", "/v1/reset", "/v1/frame", "/healthz", "/metrics"} <= set(
         spec["paths"])

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from game import DT, Race, generate_track
-from game.app import FPS, GameError, GameRunner, Pacer, keys_tuple
+from game.app import FPS, GameRunner, Pacer
+from game.controls import GameError, keys_tuple
 
 
 class FakeClock:

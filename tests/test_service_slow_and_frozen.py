@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 
@@ -75,14 +76,32 @@ def test_a_workers_track_cache_is_bounded_in_bytes(monkeypatch):
     from game.track_data import _track_from_data
 
     monkeypatch.setattr(worker, "_TASKS", type(worker._TASKS)())
+    monkeypatch.setattr(worker, "_TRACKS", type(worker._TRACKS)())
     _track_from_data.cache_clear()
     tasks = [big_circle_task(float(i)) for i in range(6)]
+    tracks = []
     for task_json in tasks:
         _, track = worker.cached_task(task_json, network=True)
+        tracks.append(track)
         assert track.memory_bytes > 60e6
         assert worker.cached_bytes() <= worker.TASK_CACHE_BYTES
-    assert list(worker._TASKS) == tasks[-(worker.TASK_CACHE_BYTES // 64_000_000):]  # the newest stay
+    kept = worker.TASK_CACHE_BYTES // 64_000_000
+    assert [id(t) for t in worker._TRACKS.values()] == [id(t) for t in tracks[-kept:]]  # the newest stay
     assert _track_from_data.cache_info().currsize == 0, "network tracks are kept in the byte-bounded cache only"
+
+
+def test_tasks_on_one_track_share_its_grid(monkeypatch):
+    """Requests that differ in frame limit or controller but drive the same inline track build it once."""
+    from evaluator import worker
+
+    monkeypatch.setattr(worker, "_TASKS", type(worker._TASKS)())
+    monkeypatch.setattr(worker, "_TRACKS", type(worker._TRACKS)())
+    same = json.loads(big_circle_task(0.0))
+    variants = [json.dumps(same | {"max_frames": n}) for n in (10, 20, 30)]
+    tracks = {id(worker.cached_task(v, network=True)[1]) for v in variants}
+    assert len(tracks) == 1 and len(worker._TASKS) == 3 and len(worker._TRACKS) == 1
+    other = worker.cached_task(big_circle_task(1.0), network=True)[1]
+    assert id(other) not in tracks and len(worker._TRACKS) == 2
 
 
 def test_the_evaluator_listens_on_loopback_unless_told_otherwise(monkeypatch):
