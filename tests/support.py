@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -138,6 +139,37 @@ def answers(url: str, proc: subprocess.Popen, log: Path) -> bool:
         return httpx.get(url, timeout=2.0).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+# --- the game's HTTP API in this process ---------------------------------------------------------------------------
+
+
+class InProcessGame:
+    """A ``GameRunner`` behind its ``ApiServer`` on 127.0.0.1 in this process (a real uvicorn server):
+    the HTTP side answers at once, the game loop runs in a thread from :meth:`start_loop`. ``api``:
+    the server's options (``token``, ``header_timeout_s``)."""
+
+    def __init__(self, track, mode: str, recorder=None, **api: Any) -> None:
+        from game.api import ApiServer
+        from game.app import GameRunner
+
+        self.runner = GameRunner(track, mode, recorder=recorder)
+        self.server = ApiServer(self.runner, port=0, **api).start()
+        self.url = f"http://127.0.0.1:{self.server.port}"
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.runner.run, args=(self.stop,), daemon=True)
+
+    def start_loop(self) -> InProcessGame:
+        self.thread.start()
+        self.runner.ready.wait(10)
+        return self
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        self.server.stop()
+        self.client.close()
 
 
 # --- real evaluator services --------------------------------------------------------------------------------

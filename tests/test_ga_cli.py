@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import die_with_parent
 
 from ga import replay
 from ga.run import main
@@ -138,7 +139,7 @@ def test_replay_re_drives_best_json(finished_run, capsys):
 def test_replay_into_a_closed_pipe_is_quiet(finished_run):
     """``python -m ga.replay RUN | head -0``: the reader is gone before the first line."""
     proc = subprocess.Popen([sys.executable, "-m", "ga.replay", str(finished_run)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
     proc.stdout.close()
     err = proc.stderr.read()
     proc.wait(timeout=300)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import die_with_parent
 
 from evaluator import ControllerSpec, EvaluationTask
 from ga.http_executor import HttpExecutor, NoEvaluatorAvailable
@@ -51,7 +52,7 @@ def test_ga_run_prints_an_unreachable_evaluator_at_once(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "ga.run", "--evaluators", dead, "--population", "4",
                              "--generations", "1", "--out", str(tmp_path / "run")],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=die_with_parent)
     try:
         line = proc.stderr.readline()  # the first thing on stderr, long before the 120 s give-up
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support import assert_same_run, deterministic_part
+from support import assert_same_run, deterministic_part, die_with_parent
 
 from ga import checkpoint
 from ga.run import main
@@ -87,7 +87,7 @@ def wait_for_generation(path: Path, generation: int, proc: subprocess.Popen, dea
 
 def start_cli(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "ga.run", *args], cwd=ROOT, start_new_session=True,
+        [sys.executable, "-m", "ga.run", *args], cwd=ROOT, start_new_session=True, preexec_fn=die_with_parent,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 

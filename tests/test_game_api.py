@@ -9,11 +9,9 @@ import time
 import httpx
 import numpy as np
 import pytest
-from support import BIG_CIRCLE
+from support import BIG_CIRCLE, InProcessGame
 
 from game import Race, bundled_tracks, generate_track, load_track
-from game.api import ApiServer
-from game.app import GameRunner
 from game.controls import MAX_PENDING_PER_CLIENT
 from game.recorder import FrameRecorder
 from game.remote import RemoteGame
@@ -24,43 +22,22 @@ def track():
     return generate_track(5)
 
 
-class Game:
-    def __init__(self, track, mode, recorder=None):
-        self.runner = GameRunner(track, mode, recorder=recorder)
-        self.server = ApiServer(self.runner, port=0).start()
-        self.url = f"http://127.0.0.1:{self.server.port}"
-        self.client = httpx.Client(base_url=self.url, timeout=30)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.runner.run, args=(self.stop,), daemon=True)
-
-    def start_loop(self):
-        self.thread.start()
-        self.runner.ready.wait(10)
-        return self
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(10)
-        self.server.stop()
-        self.client.close()
-
-
 @pytest.fixture
 def lockstep(track):
-    g = Game(track, "lockstep").start_loop()
+    g = InProcessGame(track, "lockstep").start_loop()
     yield g
     g.close()
 
 
 @pytest.fixture
 def realtime(track):
-    g = Game(track, "realtime").start_loop()
+    g = InProcessGame(track, "realtime").start_loop()
     yield g
     g.close()
 
 
 def test_requests_during_startup_get_a_clean_503(track):
-    g = Game(track, "realtime")  # HTTP up, game loop not started yet
+    g = InProcessGame(track, "realtime")  # HTTP up, game loop not started yet
     try:
         r = g.client.get("/healthz")
         assert r.status_code == 503 and r.json() == {"status": "starting"}
@@ -209,7 +186,7 @@ def test_healthz_tells_why_frames_are_not_recorded(track):
         s.bind(("127.0.0.1", 0))
         dead = f"redis://:secret@127.0.0.1:{s.getsockname()[1]}/0"
     recorder = FrameRecorder(dead, session="h1", retry_s=0.0).start()
-    g = Game(track, "lockstep", recorder=recorder).start_loop()
+    g = InProcessGame(track, "lockstep", recorder=recorder).start_loop()
     try:
         recorder.offer(0, np.zeros((8, 8, 3), np.uint8))
         assert recorder.flush()
@@ -267,7 +244,7 @@ def test_declared_big_body_is_refused_before_it_is_read(lockstep):
 
 def test_a_slow_body_is_timed_out(track, monkeypatch):
     monkeypatch.setattr("game.api.BODY_TIMEOUT_S", 0.5)
-    g = Game(track, "lockstep").start_loop()
+    g = InProcessGame(track, "lockstep").start_loop()
     try:
         with socket.create_connection(("127.0.0.1", g.server.port), timeout=10) as s:
             s.sendall(b"POST /v1/step HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -296,25 +273,18 @@ def test_commands_are_bounded_in_how_far_ahead_they_go(realtime):
 
 
 def test_bearer_token_guards_the_api(track):
-    runner = GameRunner(track, "lockstep")
-    server = ApiServer(runner, port=0, token="s3cret").start()
-    stop = threading.Event()
-    loop = threading.Thread(target=runner.run, args=(stop,), daemon=True)
-    loop.start()
-    runner.ready.wait(10)
+    g = InProcessGame(track, "lockstep", token="s3cret").start_loop()
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}") as c:
+        with httpx.Client(base_url=g.url) as c:
             assert c.get("/healthz").status_code == 200  # probes need no token
             r = c.post("/v1/step", json={"keys": [], "steps": 1})
             assert r.status_code == 401 and "bearer token" in r.json()["detail"]
             assert c.get("/v1/state", headers={"Authorization": "Bearer wrong"}).status_code == 401
             r = c.post("/v1/step", json={"keys": [], "steps": 1}, headers={"Authorization": "Bearer s3cret"})
             assert r.status_code == 200 and r.json()["frame"] == 1
-        assert RemoteGame(f"http://127.0.0.1:{server.port}", token="s3cret").state()["frame"] == 1
+        assert RemoteGame(g.url, token="s3cret").state()["frame"] == 1
     finally:
-        stop.set()
-        loop.join(10)
-        server.stop()
+        g.close()
 
 
 def test_unknown_track_lists_the_tracks_once(lockstep):
@@ -328,23 +298,16 @@ def test_an_inline_track_too_big_to_precompute_is_a_422(lockstep):
 
 
 def test_slow_headers_are_timed_out_and_keep_alive_still_works(track):
-    runner = GameRunner(track, "lockstep")
-    server = ApiServer(runner, port=0, header_timeout_s=0.5).start()
-    stop = threading.Event()
-    loop = threading.Thread(target=runner.run, args=(stop,), daemon=True)
-    loop.start()
-    runner.ready.wait(10)
+    g = InProcessGame(track, "lockstep", header_timeout_s=0.5).start_loop()
     try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        with socket.create_connection(("127.0.0.1", g.server.port), timeout=10) as s:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
             reply = s.recv(4096)
             assert reply.startswith(b"HTTP/1.1 408"), reply
             assert s.recv(4096) == b""  # closed
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        with socket.create_connection(("127.0.0.1", g.server.port), timeout=10) as s:
             for _ in range(2):  # complete requests on one connection are not cut short
                 s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert s.recv(4096).startswith(b"HTTP/1.1 200")
     finally:
-        stop.set()
-        loop.join(10)
-        server.stop()
+        g.close()

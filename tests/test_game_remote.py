@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
-from support import normal_genomes, write_best_json
+from support import InProcessGame, normal_genomes, write_best_json
 
 from evaluator import ControllerSpec, EvaluationTask, TrackData
 from ga.remote import main, remote_evaluate, remote_lap
 from ga.replay import load_best
 from game import generate_track
-from game.api import ApiServer
-from game.app import GameRunner
 from game.remote import RemoteGame, RemoteGameError
 
 pytestmark = pytest.mark.slow
@@ -21,16 +18,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def game_url():
-    runner = GameRunner(generate_track(2), "lockstep")
-    server = ApiServer(runner, port=0).start()
-    stop = threading.Event()
-    thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
-    thread.start()
-    runner.ready.wait(10)
-    yield f"http://127.0.0.1:{server.port}"
-    stop.set()
-    thread.join(10)
-    server.stop()
+    game = InProcessGame(generate_track(2), "lockstep").start_loop()
+    yield game.url
+    game.close()
 
 
 def _genomes(task: EvaluationTask, n: int, seed: int) -> list[list[float]]:

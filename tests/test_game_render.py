@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import redis
 from PIL import Image
-from support import free_port, write_best_json
+from support import die_with_parent, free_port, write_best_json
 
 from game.recorder import stream_key
 
@@ -35,7 +35,7 @@ class GameProcess:
         self.log = open(tmp_path / "game.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, *command, "--headless", "--port", "0", *args],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True,
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True, preexec_fn=die_with_parent,
         )
         first = self.proc.stdout.readline()  # stdout is machine-readable: Ursina's banners go to stderr
         if not first:
@@ -198,7 +198,7 @@ def test_requests_during_startup_do_not_hurt_the_game(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("RRP_REDIS", None)
     proc = subprocess.Popen([sys.executable, "-m", "game", "--headless", "--port", str(port)], cwd=tmp_path,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
     statuses = []
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import poll
+from support import die_with_parent, poll
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,8 @@ def test_keyboard_drives_the_car_in_a_window(tmp_path, x_display):
     env = dict(os.environ, DISPLAY=x_display, PYTHONPATH=str(ROOT))
     env.pop("RRP_REDIS", None)
     game = subprocess.Popen([sys.executable, "-m", "game", "--port", "0", "--track", "oval"], env=env,
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            preexec_fn=die_with_parent)
     try:
         info = None
         for line in game.stdout:

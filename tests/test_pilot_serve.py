@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 from pilot_models import SIZE, frames, write_model
 from prometheus_client.parser import text_string_to_metric_families
-from support import answers, free_port, poll, process_env
+from support import answers, die_with_parent, free_port, poll, process_env
 
 from pilot.client import PilotClient, PilotError
 from pilot.runtime import PilotModel, keys_from
@@ -42,7 +42,8 @@ class Server:
         self.log = tempfile.NamedTemporaryFile(prefix="pilot-", suffix=".log", delete=False)  # noqa: SIM115
         cmd = [sys.executable, "-m", "pilot.serve", "--model", str(model), "--port", str(self.port),
                "--max-batch", str(MAX_BATCH), "--max-body-bytes", str(MAX_BODY), "--log-level", "warning", *args]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=die_with_parent)
         poll(self._answers, 60, f"pilot.serve did not start:\n{self.log_text()}")
 
     def _answers(self) -> bool:
