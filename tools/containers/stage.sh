@@ -114,6 +114,10 @@ esac
 python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())" \
     "http://127.0.0.1:$RRP_GAME_PORT/healthz" >"$work/game.json" || fail "the game's published port does not answer"
 echo "check: the game answers on its published port $RRP_GAME_PORT: $(cat "$work/game.json")"
+python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())" \
+    "http://127.0.0.1:$RRP_GAME_PORT/metrics" >"$work/game.metrics" || fail "the game's /metrics does not answer"
+# where dropped frames went: skipped while catching up with real time / queue full, or Redis unavailable
+echo "note: $(grep -E '^rrp_(recorder_frames_dropped_(full|redis)|game_frames_late)_total' "$work/game.metrics" | tr '\n' ' ')"
 
 # --- check 3: non-root on a read-only root, seen from inside each container --------------------------
 for c in $(containers); do
