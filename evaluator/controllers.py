@@ -18,7 +18,8 @@ from typing import Literal, get_args
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from game import MAX_SPEED, N_RAYS, RAY_RANGE, Observation
+from game import N_RAYS
+from game.env import OBSERVATION_SCALE
 
 N_INPUTS = N_RAYS + 1  # rays and speed
 N_KEYS = 4
@@ -73,8 +74,9 @@ class MLPController:
             offset += b
             self.layers.append((np.ascontiguousarray(w), np.ascontiguousarray(bias)))
 
-    def act(self, observation: Observation, frame: int = 0) -> np.ndarray:
-        x = np.concatenate([observation.rays / RAY_RANGE, (observation.speed / MAX_SPEED)[:, None]], axis=1)
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        """``(n, 16)`` rays and speed (the vector environment's observation) -> ``(n, 4)`` keys."""
+        x = observation / OBSERVATION_SCALE
         last = len(self.layers) - 1
         for i, (w, b) in enumerate(self.layers):
             x = np.einsum("ni,nij->nj", x, w) + b
@@ -93,14 +95,20 @@ class ScheduleController:
         keys = np.stack([throttle > DEADZONE, throttle < -DEADZONE, steering > DEADZONE, steering < -DEADZONE], axis=2)
         # One extra all-released segment for frames past the end of the schedule.
         self.keys = np.concatenate([keys, np.zeros((len(genomes), 1, N_KEYS), dtype=bool)], axis=1)
+        self.frame = 0
 
-    def act(self, observation: Observation, frame: int = 0) -> np.ndarray:
-        segment = min(frame // self.segment_frames, self.keys.shape[1] - 1)
+    def reset(self) -> None:
+        """Back to the first command: a roll-out calls this before the first frame."""
+        self.frame = 0
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        segment = min(self.frame // self.segment_frames, self.keys.shape[1] - 1)
+        self.frame += 1
         return self.keys[:, segment, :]
 
 
 def make_controller(spec: ControllerSpec, genomes: np.ndarray) -> MLPController | ScheduleController:
-    """Decode a (n, genome_length) array; ``act(observation, frame)`` then returns (n, 4) keys."""
+    """Decode a (n, genome_length) array into a batched :class:`game.rollout.Policy`."""
     genomes = np.atleast_2d(np.asarray(genomes, dtype=np.float64))
     if genomes.shape[1] != spec.genome_length():
         raise ValueError(f"genome length {genomes.shape[1]} does not match {spec.describe()} "

@@ -168,6 +168,16 @@ class Race:
         return self._state[:, P.ACTIVE] == 0.0
 
     @property
+    def finished(self) -> np.ndarray:
+        """Which cars have completed their (first) lap."""
+        return self._state[:, P.FINISHED] == 1.0
+
+    @property
+    def progress_m(self) -> np.ndarray:
+        """How far along the centre line each car has got in the current lap (metres, best reached)."""
+        return self._state[:, P.BEST_ARC].copy()
+
+    @property
     def all_done(self) -> bool:
         return bool(self.done.all())
 
@@ -200,19 +210,19 @@ class Race:
             current_lap_s=np.maximum(0.0, self.frame - s[:, P.LAP_START]) * P.DT,
         )
 
-    def results(self) -> list[LapResult]:
-        """The first lap of every car, as it stands now."""
+    def results(self, cars: Any = None) -> list[LapResult]:
+        """The first lap of every car (or of the ``cars`` indices), as it stands now."""
         s = self._state
-        lap = self.lap
+        length = self.track.length
         out = []
-        for i in range(self.n_cars):
-            finished = bool(lap.finished[i])
+        for i in range(self.n_cars) if cars is None else cars:
+            finished = bool(s[i, P.FINISHED] == 1.0)
             out.append(
                 LapResult(
                     finished=finished,
                     lap_time_s=float(s[i, P.LAST_LAP] * P.DT) if finished else None,
                     frames=int(math.ceil(s[i, P.LAST_LAP])) if finished else int(s[i, P.BEST_ARC_FRAME]),
-                    progress=float(lap.progress[i]),
+                    progress=1.0 if finished else float(np.clip(s[i, P.BEST_ARC] / length, 0.0, 1.0)),
                     collisions=int(s[i, P.COLLISIONS]),
                     distance_m=float(s[i, P.DISTANCE]),
                     steering_changes=int(s[i, P.STEER_CHANGES]),
