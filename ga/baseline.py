@@ -9,20 +9,13 @@ from __future__ import annotations
 
 import math
 
-from game import LapResult, PursuitDriver, Track
-from game.race import drive
+from game import LapResult
 
 FRAME_LIMIT_FACTOR = 1.5
 """Default frame limit = this many times the baseline lap's frames."""
 
 FALLBACK_MAX_FRAMES = 2500
 """Frame limit when the baseline does not finish the track (100 s of simulated time)."""
-
-
-def pursuit_lap(track: Track) -> LapResult:
-    """Drive one lap with the pure-pursuit driver and return its result."""
-    result, _path = drive(track, PursuitDriver(track))
-    return result
 
 
 def default_max_frames(baseline: LapResult) -> int:

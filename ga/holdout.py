@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from evaluator import ControllerSpec, EvaluationTask, Perturbation
-from ga.baseline import default_max_frames, pursuit_lap
+from ga.baseline import default_max_frames
 from ga.tracksets import TrackEntry
 from game import LapResult
+from game.pursuit import pursuit_lap
 
 REPORT_SEED = 7
 """Seed of the perturbations a report draws (the same for every run, so reports compare)."""

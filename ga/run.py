@@ -36,7 +36,7 @@ from tqdm import tqdm
 from evaluator import CONTROLLER_KINDS, ControllerSpec, EvaluationTask, Perturbation
 from ga import atomic, checkpoint, cmaes, report, tracksets
 from ga import evolve as genetic
-from ga.baseline import default_max_frames, pursuit_lap
+from ga.baseline import default_max_frames
 from ga.checkpoint import CheckpointError
 from ga.config import STRATEGIES, EvolutionConfig
 from ga.evolve import EvolutionState
@@ -44,6 +44,7 @@ from ga.executors import LocalExecutor
 from ga.fleet.errors import EvaluationError
 from ga.toolbox import make_statistics, make_toolbox
 from game import DEFAULT_TRACK, TrackError
+from game.pursuit import pursuit_lap
 
 PROG = "ga.run"
 DEFAULT_GENERATIONS = 50

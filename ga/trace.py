@@ -1,9 +1,8 @@
 """Re-drive one genome frame by frame, recording where the car was and how fast.
 
-Evaluation only returns lap results; the best-lap picture needs the path. The lap is
-driven with the same decoder, the same simulation and the same limits as
-``EvaluationTask.evaluate_batch``, so the recorded lap ends with the result the evaluator
-reported.
+Evaluation only returns lap results; the best-lap picture needs the path. The lap is driven in
+the task's own environment (its perturbation included) through the one roll-out, so the picture
+shows the lap the evaluator scored.
 """
 
 from __future__ import annotations
@@ -14,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from evaluator import EvaluationTask, make_controller
-from game import LapResult, Race, Track
+from game import LapResult, Track
+from game.rollout import rollout
 
 
 @dataclass
@@ -28,20 +28,15 @@ class LapTrace:
 
 def drive_recorded(task: EvaluationTask, genome: Sequence[float]) -> tuple[Track, LapResult, LapTrace]:
     """Drive ``genome`` under ``task`` and return the track, the lap result and the trace."""
-    track = task.load_track()
-    controller = make_controller(task.controller, task.genome_array([genome]))
-    race = Race(track, 1, max_frames=task.max_frames, stall_frames=task.stall_frames)
-    observation = race.observation
-    xs, ys, vs = [], [], []
+    env = task.environment(1)
+    race = env.unwrapped.race
+    poses: list[tuple[float, float, float]] = []
 
-    def record() -> None:
+    def record(_observation=None, _keys=None) -> None:
         s = race.state
-        xs.append(float(s.x[0]))
-        ys.append(float(s.y[0]))
-        vs.append(abs(float(s.speed[0])))
+        poses.append((float(s.x[0]), float(s.y[0]), abs(float(s.speed[0]))))
 
+    result = rollout(env, make_controller(task.controller, task.genome_array([genome])), record)[0]
     record()
-    while not race.all_done:
-        observation = race.step(controller.act(observation, race.frame))
-        record()
-    return track, race.results()[0], LapTrace(np.array(xs), np.array(ys), np.array(vs))
+    x, y, speed = np.array(poses).T
+    return race.track, result, LapTrace(x, y, speed)

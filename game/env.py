@@ -64,6 +64,20 @@ def start_options(options: dict[str, Any] | None) -> tuple[float, float]:
     return float(side), float(turn)
 
 
+def place_cars(race: Race, options: dict[str, Any] | None) -> None:
+    """``reset(options={"poses": [(x, y, heading, speed), ...]})``: cars start anywhere on the road
+    (one pose per car, ``None`` keeps the start line). Data collection restarts off the line to show
+    recoveries; a lap is still counted from the start line."""
+    poses = (options or {}).get("poses")
+    if poses is None:
+        return
+    if len(poses) != race.n_cars:
+        raise ValueError(f"options['poses'] needs one pose per car ({race.n_cars}), got {len(poses)}")
+    for car, pose in enumerate(poses):
+        if pose is not None:
+            race.place(car, *map(float, pose))
+
+
 class RallyRoboPilotVectorEnv(VectorEnv):
     """``num_envs`` cars on one track, advanced together: the batched :class:`~game.race.Race`."""
 
@@ -88,9 +102,11 @@ class RallyRoboPilotVectorEnv(VectorEnv):
         self._ended = np.zeros(num_envs, dtype=bool)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """Every car back to the start line, frame 0 (``options["start_offset"]`` moves them all alike)."""
+        """Every car back to the start line, frame 0 (``options["start_offset"]`` moves them all alike,
+        ``options["poses"]`` puts cars elsewhere)."""
         super().reset(seed=seed)
         self.race.reset(offset=start_options(options))
+        place_cars(self.race, options)
         self._progress = self.race.progress_m
         self._ended[:] = False
         return self._observation(), {}

@@ -100,3 +100,31 @@ class PursuitDriver:
         alpha, target = self.plan(state.x, state.y, state.heading, state.speed, race.arc)
         return np.stack([state.speed < target - ACCELERATE_BELOW, state.speed > target + BRAKE_ABOVE,
                          alpha > STEER_DEADBAND, alpha < -STEER_DEADBAND], axis=1)
+
+
+class PursuitPolicy:
+    """The baseline as a :class:`game.rollout.Policy` for the cars of ``race``.
+
+    It plans from the cars' poses on the centre line, not from the observation, so it needs the race
+    it drives (a vector environment's ``race``)."""
+
+    def __init__(self, race: Race, safety: float = SAFETY) -> None:
+        self.race = race
+        self.driver = PursuitDriver(race.track, safety)
+
+    def act(self, observation: object = None) -> np.ndarray:
+        return self.driver.act(self.race)
+
+
+STALL_FRAMES = 250
+"""10 s without progress ends the baseline's lap: it never stalls on a valid track, so this only
+bounds a broken one."""
+
+
+def pursuit_lap(track: Track, *, max_frames: int = 10_000, on_frame=None):
+    """One lap of the baseline from the start line (the lap every evolved or learned lap is compared with)."""
+    from game.env import RallyRoboPilotVectorEnv
+    from game.rollout import rollout
+
+    env = RallyRoboPilotVectorEnv(1, track=track, max_frames=max_frames, stall_frames=STALL_FRAMES)
+    return rollout(env, PursuitPolicy(env.race), on_frame)[0]

@@ -250,19 +250,8 @@ def as_controls(controls: Any, n_cars: int) -> np.ndarray:
     return np.ascontiguousarray(keys)
 
 
-def drive(track: Track, driver: Any, *, max_frames: int = 10_000) -> tuple[LapResult, np.ndarray]:
-    """Drive one lap with ``driver.act(race)`` and return the result and the path (x, y, speed)."""
-    race = Race(track, 1, max_frames=max_frames, stall_frames=250)
-    path = [(*race.track.start[:2], 0.0)]
-    while not race.all_done:
-        race.step(driver.act(race))
-        st = race.state
-        path.append((float(st.x[0]), float(st.y[0]), float(st.speed[0])))
-    return race.results()[0], np.asarray(path)
-
-
 def main(argv: list[str] | None = None) -> int:
-    from game.pursuit import PursuitDriver
+    from game.pursuit import pursuit_lap
     from game.tracks import DEFAULT_TRACK, load_track
 
     parser = argparse.ArgumentParser(prog="python -m game.race", description="Drive one lap and print the result.")
@@ -276,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result, _ = drive(track, PursuitDriver(track), max_frames=args.max_frames)
+    result = pursuit_lap(track, max_frames=args.max_frames)
     if args.json:
         print(json.dumps({"track": track.name, "driver": args.driver, **result.to_dict()}))
     else:

@@ -17,7 +17,7 @@ from support import BIG_CIRCLE
 from game import DT, PursuitDriver, Race, Track, TrackError, bundled_tracks, generate_track, load_track
 from game import physics as P
 from game.geometry import nearest_on_centerline
-from game.race import drive
+from game.pursuit import pursuit_lap
 
 
 def random_controls(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -129,12 +129,13 @@ def test_glancing_hit_costs_at_least_half_the_speed_and_slides():
 @pytest.mark.parametrize("name", bundled_tracks())
 def test_baseline_driver_finishes_every_track(name):
     track = load_track(name)
-    result, path = drive(track, PursuitDriver(track))
+    frames = []
+    result = pursuit_lap(track, on_frame=lambda observation, keys: frames.append(observation))
     assert result.finished
     assert 20.0 <= result.lap_time_s <= 60.0
     assert (result.frames - 1) * DT < result.lap_time_s <= result.frames * DT  # sub-frame crossing
     assert result.progress == 1.0
-    assert len(path) == result.frames + 1
+    assert len(frames) == result.frames  # one policy call per simulated frame
 
 
 def test_lap_needs_every_checkpoint_in_order():
@@ -199,7 +200,7 @@ def test_a_car_alone_equals_the_same_car_in_a_batch_of_256():
 
 def test_pursuit_batch_matches_single_cars():
     track = load_track("circuit")
-    alone, _ = drive(track, PursuitDriver(track))
+    alone = pursuit_lap(track)
     race = Race(track, 64, max_frames=10_000, stall_frames=250)
     driver = PursuitDriver(track)
     while not race.all_done:
@@ -232,7 +233,7 @@ def test_generator_is_seeded_and_valid():
     assert not np.array_equal(a.points, c.points)
     for seed in range(10):
         t = generate_track(seed)
-        result, _ = drive(t, PursuitDriver(t))
+        result = pursuit_lap(t)
         assert result.finished, f"baseline cannot finish random-{seed}"
 
 

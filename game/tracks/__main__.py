@@ -10,15 +10,14 @@ import argparse
 import json
 import sys
 
-from game.race import drive
 from game.track import Track, TrackError
 from game.tracks import bundled_tracks, load_track
 
 
 def describe(track: Track) -> dict:
-    from game.pursuit import PursuitDriver
+    from game.pursuit import pursuit_lap
 
-    result, _ = drive(track, PursuitDriver(track))
+    result = pursuit_lap(track)
     return {
         "name": track.name,
         "length_m": round(track.length, 1),
