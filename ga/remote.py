@@ -1,9 +1,10 @@
 """Evaluation laps driven in a running game over its lock-step HTTP API.
 
 The game (``python -m game --mode lockstep``) holds the simulation; this side holds the controller.
-Each frame the controller sees the observation the game returned (JSON floats round-trip exactly)
-and sends its four keys for one step, so the lap is the same lap, bit for bit, as
-``EvaluationTask(genome)`` in-process:
+The game is an environment (:class:`game.remote.RemoteGameEnv`) driven by the one roll-out under the
+task's perturbation wrapper: each frame the controller sees the observation the game returned (JSON
+floats round-trip exactly) and sends its four keys for one step, so the lap is the same lap, bit for
+bit, as ``EvaluationTask(genome)`` in-process:
 
     python -m ga.remote --url http://127.0.0.1:8200 --best RUN_DIR/best.json
 """
@@ -17,12 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from evaluator import EvaluationTask, TrackData, make_controller
 from ga.replay import ReplayError, load_best
 from game import LapResult, TrackError, bundled_tracks
-from game.remote import RemoteGame, RemoteGameError, observation
+from game.perturbation import perturbed
+from game.remote import RemoteGame, RemoteGameEnv, RemoteGameError
+from game.rollout import rollout
 
 
 def _track_args(task: EvaluationTask) -> dict[str, Any]:
@@ -39,13 +40,10 @@ def remote_lap(task: EvaluationTask, genome: Sequence[float], game: RemoteGame |
     own = isinstance(game, str)
     game = RemoteGame(game) if own else game
     try:
+        env = RemoteGameEnv(game, task.load_track(), _track_args(task), max_frames=task.max_frames,
+                            stall_frames=task.stall_frames)
         controller = make_controller(task.controller, task.genome_array([genome]))
-        state = game.reset(**_track_args(task), max_frames=task.max_frames, stall_frames=task.stall_frames,
-                           continuous=False)
-        while not state["done"]:
-            keys = controller.act(observation(state), state["frame"])
-            state = game.step([bool(k) for k in np.asarray(keys)[0]], 1)
-        return LapResult.from_dict(state["result"])
+        return rollout(perturbed(env, task.perturbation), controller)[0]
     finally:
         if own:
             game.close()

@@ -16,7 +16,7 @@ from evaluator import EvaluationTask, make_controller
 from evaluator.best import BestFileError as ReplayError
 from evaluator.best import load_best
 from game import LapResult, TrackError, load_track
-from game.driver import Driver
+from game.rollout import PolicyFor
 
 PROG = "ga.replay"
 
@@ -30,10 +30,9 @@ def describe(result: LapResult) -> str:
     return f"{head}, {result.collisions} wall contacts, {result.distance_m:.1f} m driven"
 
 
-def evolved_driver(task: EvaluationTask, genome: list[float]) -> Driver:
-    """The genome's controller as a game driver (:class:`game.driver.Driver`)."""
-    controller = make_controller(task.controller, task.genome_array([genome]))
-    return lambda race, observation: controller.act(observation, race.frame)
+def evolved_driver(task: EvaluationTask, genome: list[float]) -> PolicyFor:
+    """The genome's controller, a fresh one for each race the game starts."""
+    return lambda env: make_controller(task.controller, task.genome_array([genome]))
 
 
 def watch(run_dir: Path, task: EvaluationTask, genome: list[float], stored: LapResult | None,

@@ -23,7 +23,7 @@ import threading
 from typing import TextIO
 
 from game import DEFAULT_TRACK, Track, TrackError, load_track
-from game.driver import Driver, pursuit_driver
+from game.rollout import PolicyFor
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -69,11 +69,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def build_driver(args: argparse.Namespace) -> tuple[Track, Driver | None, str]:
+def build_driver(args: argparse.Namespace) -> tuple[Track, PolicyFor | None, str]:
     """(track, driver or None, description) from --track / --driver."""
     track = load_track(args.track or DEFAULT_TRACK)
     if args.driver == "pursuit":
-        return track, pursuit_driver(track), "pure-pursuit baseline driving"
+        from game.pursuit import PursuitPolicy
+
+        return track, lambda env: PursuitPolicy(env.race), "pure-pursuit baseline driving"
     return track, None, "keyboard (WASD/arrows) and HTTP controls"
 
 
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     return play(args, track, driver, desc, out=out)
 
 
-def play(args: argparse.Namespace, track: Track, driver: Driver | None, desc: str, *,
+def play(args: argparse.Namespace, track: Track, driver: PolicyFor | None, desc: str, *,
          out: TextIO | None = None, recording: dict | None = None) -> int:
     """Run the game (window or headless, HTTP API, recorder, as ``args`` from :func:`parse_args` say) with
     ``driver`` at the wheel until the window closes or SIGTERM/SIGINT. ``out`` receives the JSON event

@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import math
 import threading
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from game import KEYS, TrackError, bundled_tracks, load_bundled_track
 from game.app import GameRunner, NotReady
@@ -77,6 +78,17 @@ class ResetIn(BaseModel):
     max_frames: int | None = Field(None, ge=1, le=10_000_000, description="end the lap after this many frames")
     stall_frames: int | None = Field(None, ge=0, le=10_000_000, description="end the lap without progress")
     continuous: bool = Field(True, description="keep lapping after the line (false: one lap, as evaluated)")
+    start_offset: tuple[float, float] = Field(
+        (0.0, 0.0), description="[metres to the left, radians of heading]: where the car starts relative to the "
+        "start line (a perturbed task's shifted start)")
+
+    @field_validator("start_offset")
+    @classmethod
+    def _on_the_road(cls, value: tuple[float, float]) -> tuple[float, float]:
+        side, turn = value
+        if not (math.isfinite(side) and math.isfinite(turn)) or abs(side) > 10.0 or abs(turn) > math.pi / 2:
+            raise ValueError("start_offset must be finite, within 10 m sideways and pi/2 rad of heading")
+        return value
 
 
 class CommandOut(BaseModel):
@@ -283,7 +295,8 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True, token: st
                 track = body.track_data.to_track(source="track_data")
             except TrackError as exc:
                 raise GameError(f"invalid track_data: {exc}", 422) from None
-        return runner.call(lambda: runner.reset(track, body.max_frames, body.continuous, body.stall_frames))
+        return runner.call(lambda: runner.reset(track, body.max_frames, body.continuous, body.stall_frames,
+                                                body.start_offset))
 
     @app.get("/v1/frame", responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}})
     def frame(format: Literal["png", "jpeg"] = Query("png", description="image encoding")):  # noqa: A002

@@ -1,6 +1,7 @@
 """The game service: one simulation, paced at 25 FPS of wall time or stepped on request.
 
-``GameRunner`` owns a ``Race(track, 1, continuous=True)`` and is the only thing that advances it. It
+``GameRunner`` owns the simulation's environment of one car (``game.env.RallyRoboPilotVectorEnv``,
+``continuous=True`` while playing) and is the only thing that advances it. It
 is engine-agnostic: a renderer (``game.scene.UrsinaRenderer``, imported lazily by ``game.__main__``)
 only draws the state the runner hands it, and the frame recorder is a hook called after each frame.
 
@@ -31,9 +32,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from game import FPS, KEYS, Race, Track
+from game import FPS, KEYS, Track
 from game.controls import NO_KEYS, ControlSchedule, GameError, Keys, keys_tuple
-from game.driver import Driver
+from game.env import RallyRoboPilotVectorEnv
+from game.rollout import PolicyFor
 from game.state import CarView, GameState, LapView
 
 CATCH_UP_CAPTURE = 5  # when more frames than this are overdue, skip capturing the ones in between
@@ -89,7 +91,7 @@ class GameRunner:
         clock: Clock = time.monotonic,
         renderer: Renderer | None = None,
         recorder: Any = None,
-        driver: Driver | None = None,
+        driver: PolicyFor | None = None,
     ):
         if mode not in ("realtime", "lockstep"):
             raise ValueError(f"mode must be 'realtime' or 'lockstep', not {mode!r}")
@@ -98,7 +100,7 @@ class GameRunner:
         self.pacer = Pacer(FPS, clock)
         self.renderer = renderer
         self.recorder = recorder
-        self.driver = driver          # None: keyboard and HTTP controls drive
+        self.driver = driver          # builds the policy at the wheel of each race; None: keyboard and HTTP
         self.lock = threading.RLock()
         self.ready = threading.Event()
         self.stopped = threading.Event()
@@ -117,10 +119,14 @@ class GameRunner:
         self._new_race(track, None, True, None)
 
     # -- race ------------------------------------------------------------------------------------
-    def _new_race(self, track: Track, max_frames: int | None, continuous: bool, stall_frames: int | None) -> None:
+    def _new_race(self, track: Track, max_frames: int | None, continuous: bool, stall_frames: int | None,
+                  start_offset: tuple[float, float] = (0.0, 0.0)) -> None:
         self.track = track
-        self.race = Race(track, 1, max_frames=max_frames, stall_frames=stall_frames, continuous=continuous)
-        self.obs = self.race.reset()
+        self.env = RallyRoboPilotVectorEnv(1, track=track, max_frames=max_frames, stall_frames=stall_frames,
+                                           continuous=continuous)
+        self.race = self.env.race
+        self.obs, _ = self.env.reset(options={"start_offset": start_offset})
+        self.policy = self.driver(self.env) if self.driver is not None else None
         self.continuous = continuous
         self.max_frames = max_frames
         self._last_laps = 0
@@ -133,16 +139,18 @@ class GameRunner:
         return int(self.race.frame)
 
     def reset(self, track: Track | None = None, max_frames: int | None = None,
-              continuous: bool = True, stall_frames: int | None = None) -> dict[str, Any]:
+              continuous: bool = True, stall_frames: int | None = None,
+              start_offset: tuple[float, float] = (0.0, 0.0)) -> dict[str, Any]:
         """Back to the base state on the start line (loop thread only; HTTP uses ``call``).
 
         ``max_frames``/``stall_frames``/``continuous=False`` make it a single evaluated lap, exactly
-        as ``EvaluationTask`` runs it in-process.
+        as ``EvaluationTask`` runs it in-process; ``start_offset`` (metres to the left, radians) is the
+        environment's option a perturbed task's start is moved by.
         """
         with self.lock:
             cancelled = self.controls.cancel_all()
             changed = track is not None and track is not self.track
-            self._new_race(track or self.track, max_frames, continuous, stall_frames)
+            self._new_race(track or self.track, max_frames, continuous, stall_frames, start_offset)
             self.resets += 1
             self.pacer.start(0)
         if changed and self.renderer is not None:
@@ -181,14 +189,14 @@ class GameRunner:
                 self._keys = cmd.keys
                 self.counters["commands_applied"] += 1
             keys = self._keys
-            if self.driver is not None:
-                controls = np.asarray(self.driver(self.race, self.obs), dtype=bool).reshape(1, 4)
+            if self.policy is not None:
+                controls = np.asarray(self.policy.act(self.obs), dtype=bool).reshape(1, 4)
                 keys = tuple(bool(v) for v in controls[0])
             elif self.mode == "realtime" and self.renderer is not None:
                 kb = self.renderer.keyboard()
                 if kb is not None and any(kb):
                     keys = kb
-            self.obs = self.race.step(np.array([keys], dtype=bool))
+            self.obs, *_ = self.env.step(np.array([keys], dtype=bool))
             self._last_controls = keys
             self.counters["frames_stepped"] += 1
             laps = int(self.race.lap.laps[0])
@@ -272,8 +280,8 @@ class GameRunner:
                 track=self.track.name,
                 reset_count=self.resets,
                 car=CarView.of(race),
-                speed=float(self.obs.speed[0]),
-                rays=tuple(float(v) for v in self.obs.rays[0]),
+                speed=float(self.obs[0, -1]),
+                rays=tuple(float(v) for v in self.obs[0, :-1]),
                 controls=self._last_controls,
                 held_keys=self._keys,
                 lap=LapView.of(race),

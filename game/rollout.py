@@ -29,6 +29,10 @@ class Policy(Protocol):
     def act(self, observation: Any) -> np.ndarray: ...
 
 
+PolicyFor = Callable[[Any], Policy]
+"""Builds the policy for an environment: the game calls it for every new race (the pursuit baseline
+plans from the poses of the race it drives; an evolved controller ignores the environment)."""
+
 OnFrame = Callable[[Any, np.ndarray], None]
 """Called once per frame, before the step, with the observation and the keys the policy chose."""
 
