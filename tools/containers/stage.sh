@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 
 fail() { echo "container stage FAILED: $*" >&2; exit 1; }
 for tool in podman podman-compose debootstrap; do
-    command -v "$tool" >/dev/null || fail "$tool not found (README: \"built and run with podman\")"
+    command -v "$tool" >/dev/null || fail "$tool not found (docs/deploy.md: \"built and run with podman\")"
 done
 [ "$(id -u)" = 0 ] || fail "needs root: the stage runs rootful podman"
 
