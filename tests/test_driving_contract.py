@@ -135,3 +135,14 @@ def test_schedule_controller_restarts_with_each_rollout():
     controller = make_controller(task.controller, task.genome_array([genome]))
     env = task.environment(1)
     assert rollout(env, controller) == rollout(env, controller) == [task(genome)]
+
+
+def test_the_readme_example_drives_a_lap_with_gymnasium_alone():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    code = readme.split("<!-- gymnasium-example -->\n```python\n", 1)[1].split("```", 1)[0]
+    assert "RallyRoboPilot-v0" in code and "env.step" in code
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # our own README, not input from anywhere else
+    assert scope["info"]["lap"].finished and scope["terminated"]
