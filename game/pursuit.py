@@ -40,30 +40,48 @@ ACCELERATE_BELOW = 0.5  # m/s under the target speed: hold forward
 BRAKE_ABOVE = 1.0  # m/s over the target speed: hold back
 
 
+@njit(cache=True, inline="always")
+def _plan_car(x, y, heading, v, arc, cx, cy, arc_table, length, vmax):
+    """(angle to the look-ahead point, target speed) for one car."""
+    n_samples = vmax.shape[0]
+    s = arc - length * math.floor(arc / length)
+    look = s + 4.0 + 0.3 * abs(v)
+    look -= length * math.floor(look / length)
+    j = min(n_samples - 1, np.searchsorted(arc_table, look) - 1)
+    f = (look - arc_table[j]) / (arc_table[j + 1] - arc_table[j])
+    tx = cx[j] + f * (cx[j + 1] - cx[j])
+    ty = cy[j] + f * (cy[j + 1] - cy[j])
+    alpha = math.atan2(ty - y, tx - x) - heading
+    alpha = (alpha + math.pi) % (2.0 * math.pi) - math.pi
+
+    k0 = min(n_samples - 1, np.searchsorted(arc_table, s))
+    horizon = int(v * v / (2.0 * BRAKE_PLAN)) + 10
+    target = P.MAX_SPEED
+    for k in range(horizon):
+        a = vmax[(k0 + k) % n_samples]
+        allowed = math.sqrt(a * a + 2.0 * BRAKE_PLAN * k)
+        if allowed < target:
+            target = allowed
+    return alpha, target
+
+
 @njit(cache=True)
 def _plan(x, y, heading, speed, arc, cx, cy, arc_table, length, vmax, out):
-    n_samples = vmax.shape[0]
     for i in range(x.shape[0]):
-        v = speed[i]
-        s = arc[i] - length * math.floor(arc[i] / length)
-        look = s + 4.0 + 0.3 * abs(v)
-        look -= length * math.floor(look / length)
-        j = min(n_samples - 1, np.searchsorted(arc_table, look) - 1)
-        f = (look - arc_table[j]) / (arc_table[j + 1] - arc_table[j])
-        tx = cx[j] + f * (cx[j + 1] - cx[j])
-        ty = cy[j] + f * (cy[j + 1] - cy[j])
-        alpha = math.atan2(ty - y[i], tx - x[i]) - heading[i]
-        out[i, 0] = (alpha + math.pi) % (2.0 * math.pi) - math.pi
+        out[i, 0], out[i, 1] = _plan_car(x[i], y[i], heading[i], speed[i], arc[i], cx, cy, arc_table, length, vmax)
 
-        k0 = min(n_samples - 1, np.searchsorted(arc_table, s))
-        horizon = int(v * v / (2.0 * BRAKE_PLAN)) + 10
-        target = P.MAX_SPEED
-        for k in range(horizon):
-            a = vmax[(k0 + k) % n_samples]
-            allowed = math.sqrt(a * a + 2.0 * BRAKE_PLAN * k)
-            if allowed < target:
-                target = allowed
-        out[i, 1] = target
+
+@njit(cache=True)
+def _keys(cars, cx, cy, arc_table, length, vmax, keys):
+    """The keys of every car from its row of the race's state (one compiled call for the batch)."""
+    for i in range(cars.shape[0]):
+        v = cars[i, P.SPEED]
+        alpha, target = _plan_car(cars[i, P.X], cars[i, P.Y], cars[i, P.HEADING], v, cars[i, P.ARC],
+                                  cx, cy, arc_table, length, vmax)
+        keys[i, 0] = v < target - ACCELERATE_BELOW
+        keys[i, 1] = v > target + BRAKE_ABOVE
+        keys[i, 2] = alpha > STEER_DEADBAND
+        keys[i, 3] = alpha < -STEER_DEADBAND
 
 
 class Plan(NamedTuple):
@@ -96,10 +114,10 @@ class PursuitDriver:
         return Plan(out[:, 0], out[:, 1])
 
     def act(self, race: Race) -> np.ndarray:
-        state = race.state
-        alpha, target = self.plan(state.x, state.y, state.heading, state.speed, race.arc)
-        return np.stack([state.speed < target - ACCELERATE_BELOW, state.speed > target + BRAKE_ABOVE,
-                         alpha > STEER_DEADBAND, alpha < -STEER_DEADBAND], axis=1)
+        """``(n_cars, 4)`` keys for the cars of ``race``, read from its public state table."""
+        keys = np.empty((race.n_cars, 4), dtype=np.bool_)
+        _keys(race.table, self._cx, self._cy, self._arc, self.track.length, self._vmax, keys)
+        return keys
 
 
 class PursuitPolicy:

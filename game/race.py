@@ -187,6 +187,15 @@ class Race:
         return CarState(s[:, P.X].copy(), s[:, P.Y].copy(), s[:, P.HEADING].copy(), s[:, P.SPEED].copy())
 
     @property
+    def table(self) -> np.ndarray:
+        """Every car's whole state as a read-only ``(n_cars, N_FIELDS)`` view, columns named in
+        ``game.physics`` (X, Y, HEADING, SPEED, ARC, ...): for compiled drivers that read many cars at
+        once without a copy per field."""
+        view = self._state.view()
+        view.flags.writeable = False
+        return view
+
+    @property
     def arc(self) -> np.ndarray:
         """Signed arc length driven in the current lap (metres along the centre line)."""
         return self._state[:, P.ARC].copy()
