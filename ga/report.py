@@ -139,6 +139,19 @@ def plot_best_lap(path: str | os.PathLike, task: EvaluationTask, genome: Sequenc
 # --- held-out report (python -m ga.report) ---------------------------------------------------------
 
 
+def build_parser() -> argparse.ArgumentParser:
+    from game import tracklist
+
+    parser = argparse.ArgumentParser(prog="python -m ga.report",
+                                     description="Judge a run's best genome on unseen tracks, nominal and perturbed.")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a ga.run output folder")
+    parser.add_argument("--tracks", default=tracklist.JUDGING_DEFAULT,
+                        help="comma list of bundled names, 'all', JSON paths, random-SEED or random-A..B "
+                        f"(default {tracklist.JUDGING_DEFAULT}: the bundled tracks and held-out ones no run trains on)")
+    parser.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     from ga import holdout, tracksets
     from ga.executors import LocalExecutor
@@ -146,13 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     from game import TrackError, tracklist
 
     prog = "ga.report"
-    parser = argparse.ArgumentParser(prog=f"python -m {prog}",
-                                     description="Judge a run's best genome on unseen tracks, nominal and perturbed.")
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a ga.run output folder")
-    parser.add_argument("--tracks", default=tracklist.JUDGING_DEFAULT,
-                        help="comma list of bundled names, 'all', JSON paths, random-SEED or random-A..B "
-                        f"(default {tracklist.JUDGING_DEFAULT}: the bundled tracks and held-out ones no run trains on)")
-    parser.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
+    parser = build_parser()
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir)
     try:

@@ -221,7 +221,7 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="python -m pilot.collect", description=__doc__.split("\n")[0])
     p.add_argument("--redis", default=env("RRP_REDIS", "redis://localhost:6379/0"), help="Redis URL (env RRP_REDIS)")
@@ -246,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shards", type=int, default=int(env("RRP_PILOT_SHARDS", "1")), help="pods sharing the run")
     p.add_argument("--prefix", default=env("RRP_PREFIX", "rrp"), help="Redis key prefix")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     try:
         if args.episodes < 1 or args.frames < 1 or args.workers < 1:

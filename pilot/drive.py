@@ -205,7 +205,7 @@ def drive_one(args: argparse.Namespace, pilot: Any) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pilot.drive", description=__doc__.split("\n")[0])
     p.add_argument("model", help="model folder or model.onnx, or the URL of python -m pilot.serve")
     p.add_argument("--track", default="circuit", help="bundled name, JSON path or random-SEED")
@@ -222,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="processes for --pilot")
     p.add_argument("--json", default=None, help="write the --pilot report here")
     p.add_argument("--update-card", action="store_true", help="add the --pilot summary to the model card")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     try:
         if args.video and not args.video.endswith(".gif"):
