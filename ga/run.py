@@ -1,8 +1,9 @@
 """``python -m ga.run``: evolve a racing controller and write a run folder.
 
 The strategy is a genetic algorithm (``ga.evolve``) or CMA-ES (``ga.cmaes``), on one track or on
-several at once (``--track circuit,hairpins``, ``--track all``, ``--generated N``), optionally under
-perturbed conditions (ray noise, action latency, shifted starts) for controllers that hold up.
+several at once (``--track circuit,hairpins``, ``--track all,random-0..9``, ``--generated N``; the list
+syntax and the held-out tracks it refuses are ``game.tracklist``'s), optionally under perturbed conditions
+(ray noise, action latency, shifted starts) for controllers that hold up.
 
 The run folder (default ``runs/<tracks>-<controller>[-<strategy>]-s<seed>``) holds ``config.json``,
 ``checkpoint.json`` (rewritten atomically after every generation), ``best.json`` (the best
