@@ -4,10 +4,10 @@ All of it is derived from the checkpointed logbook and ``best.json``, so reports
 regenerated at any time (``ga.run --resume`` of a finished run does exactly that).
 Plots use matplotlib's Agg backend: no display needed.
 
-``python -m ga.report RUN_DIR [--tracks all] [--generated 10]`` drives the run's best genome on
-the bundled tracks and on generated tracks no run trains on, nominal and perturbed (one frame of
-latency, 5% ray noise, a shifted start, all three), and writes ``heldout.md``, ``heldout.json``
-and ``heldout.png`` into the run folder (see ``ga.holdout``).
+``python -m ga.report RUN_DIR [--tracks LIST]`` drives the run's best genome on the bundled tracks
+and on held-out generated tracks no run trains on (``game.tracklist.JUDGING_DEFAULT``), nominal and
+perturbed (one frame of latency, 5% ray noise, a shifted start, all three), and writes
+``heldout.md``, ``heldout.json`` and ``heldout.png`` into the run folder (see ``ga.holdout``).
 """
 
 from __future__ import annotations
@@ -139,33 +139,36 @@ def plot_best_lap(path: str | os.PathLike, task: EvaluationTask, genome: Sequenc
 # --- held-out report (python -m ga.report) ---------------------------------------------------------
 
 
+def build_parser() -> argparse.ArgumentParser:
+    from game import tracklist
+
+    parser = argparse.ArgumentParser(prog="python -m ga.report",
+                                     description="Judge a run's best genome on unseen tracks, nominal and perturbed.")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a ga.run output folder")
+    parser.add_argument("--tracks", default=tracklist.JUDGING_DEFAULT,
+                        help="comma list of bundled names, 'all', JSON paths, random-SEED or random-A..B "
+                        f"(default {tracklist.JUDGING_DEFAULT}: the bundled tracks and held-out ones no run trains on)")
+    parser.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     from ga import holdout, tracksets
     from ga.executors import LocalExecutor
     from ga.replay import ReplayError, load_best
-    from game import TrackError
+    from game import TrackError, tracklist
 
     prog = "ga.report"
-    parser = argparse.ArgumentParser(prog=f"python -m {prog}",
-                                     description="Judge a run's best genome on unseen tracks, nominal and perturbed.")
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a ga.run output folder")
-    parser.add_argument("--tracks", default=tracksets.ALL,
-                        help="bundled track names or JSON paths, comma separated, or 'all' (default all)")
-    parser.add_argument("--generated", type=int, default=10,
-                        help="also drive this many generated tracks that no run trains on (default 10)")
-    parser.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
+    parser = build_parser()
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir)
     try:
-        if args.generated < 0:
-            raise ValueError(f"--generated must be at least 0, got {args.generated}")
         if args.workers is not None and args.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {args.workers}")
         task, genome, _ = load_best(run_dir)
         doc = json.loads((run_dir / "best.json").read_text(encoding="utf-8"))
         trained = {t.get("track") for t in doc.get("tracks", []) if isinstance(t, dict)} or {doc.get("track")}
-        named, _ = tracksets.parse(args.tracks)
-        tracks = named + tracksets.generated(tracksets.held_out_seeds(args.generated))
+        tracks, _ = tracksets.parse(args.tracks, tracklist.Purpose.JUDGING)
     except (ReplayError, TrackError, ValueError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,8 +1,9 @@
 """``python -m ga.run``: evolve a racing controller and write a run folder.
 
 The strategy is a genetic algorithm (``ga.evolve``) or CMA-ES (``ga.cmaes``), on one track or on
-several at once (``--track circuit,hairpins``, ``--track all``, ``--generated N``), optionally under
-perturbed conditions (ray noise, action latency, shifted starts) for controllers that hold up.
+several at once (``--track circuit,hairpins``, ``--track all,random-0..9``, ``--generated N``; the list
+syntax and the held-out tracks it refuses are ``game.tracklist``'s), optionally under perturbed conditions
+(ray noise, action latency, shifted starts) for controllers that hold up.
 
 The run folder (default ``runs/<tracks>-<controller>[-<strategy>]-s<seed>``) holds ``config.json``,
 ``checkpoint.json`` (rewritten atomically after every generation), ``best.json`` (the best
@@ -45,6 +46,7 @@ from ga.fleet.errors import EvaluationError
 from ga.toolbox import make_statistics, make_toolbox
 from game import DEFAULT_TRACK, TrackError
 from game.pursuit import pursuit_lap
+from game.tracklist import Purpose, held_out_range
 
 PROG = "ga.run"
 DEFAULT_GENERATIONS = 50
@@ -92,10 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="individuals per generation (default: " + ", ".join(
                        f"{n} for {k}" for k, n in DEFAULT_POPULATION.items()) + ")")
     p.add_argument("--track", default=None,
-                   help="bundled track names or track JSON paths, comma separated, or 'all' (the bundled "
-                   f"tracks) (default {DEFAULT_TRACK})")
+                   help="comma list of bundled names, 'all', JSON paths, random-SEED or random-A..B; not the "
+                   f"held-out {held_out_range()} (default {DEFAULT_TRACK})")
     p.add_argument("--generated", type=int, default=None,
-                   help="also drive this many generated tracks (seeded by --seed)")
+                   help=f"also drive this many generated tracks, random-S*{tracksets.TRAINING_SEED_STRIDE}.. for "
+                   "--seed S")
     p.add_argument("--controller", default=None, help="mlp (default) or schedule")
     p.add_argument("--hidden", default=None,
                    help="MLP hidden layer sizes, comma separated "
@@ -171,11 +174,11 @@ def new_config(args: argparse.Namespace) -> tuple[EvolutionConfig, list[float | 
     if seed < 0:
         raise UsageError(f"--seed must be at least 0, got {seed}")
     try:
-        entries, label = tracksets.parse(args.track or DEFAULT_TRACK, args.generated or 0, seed)
+        entries, label = tracksets.parse(args.track or DEFAULT_TRACK, Purpose.TRAINING, args.generated or 0, seed)
     except TrackError:
         raise
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(f"--track{'/--generated' if args.generated else ''}: {exc}") from None
     if kind == "schedule" and len(entries) > 1:
         raise UsageError("--controller schedule drives one track only (its commands are open-loop)")
     perturbation = _perturbation(args, seed * tracksets.TRAINING_SEED_STRIDE)

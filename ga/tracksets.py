@@ -1,9 +1,9 @@
-"""Which tracks a run drives: ``--track`` (names, files, ``all``) plus ``--generated N``.
+"""Which tracks a GA command drives, in the form evaluation tasks name them.
 
-A run may evolve one controller on several tracks at once; each track becomes one evaluation
-task and a genome's fitness combines its laps (``evaluator.metrics.fitness_over_tracks``).
-Generated tracks (``game.generate_track``) take seeds derived from the run's seed, far from the
-seeds ``ga.report`` holds out for judging, so a report's unseen tracks are never trained on.
+The list syntax and the held-out rule are ``game.tracklist``'s, shared with the camera pilot. What is the
+GA's own: ``ga.run --generated N`` (N generated tracks seeded from the run's seed, added to the list as
+one more ``random-A..B`` range, so the same parser checks them against the held-out seeds), the cap of
+tracks per run, and shipping generated tracks inline, since no evaluator has them on disk.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evaluator import TrackData
-from game import Track, bundled_tracks, generate_track, load_track
+from game import Track, tracklist
+from game.tracklist import Purpose
 
-ALL = "all"
 TRAINING_SEED_STRIDE = 1_000
 """Generated training track i of a run with seed s has seed ``s * 1000 + i``."""
-HELD_OUT_SEED_BASE = 1_000_000_000
-"""Generated tracks for reports have seeds from here on; no run trains on them."""
 MAX_TRACKS = 64
+"""Tracks per run: each is a task, and an evaluator keeps every task's track cached."""
 
 
 @dataclass(frozen=True)
@@ -31,54 +30,41 @@ class TrackEntry:
     track: Track
 
 
-def training_seeds(run_seed: int, generated: int) -> list[int]:
-    """Seeds of a run's generated training tracks."""
-    return [run_seed * TRAINING_SEED_STRIDE + i for i in range(generated)]
+def generated_range(run_seed: int, n: int) -> str:
+    """``--generated n`` of a run with seed ``run_seed`` in the list syntax ("" for none)."""
+    if n < 0:
+        raise ValueError(f"--generated must be at least 0, got {n}")
+    first = run_seed * TRAINING_SEED_STRIDE
+    return f"{tracklist.GENERATED_PREFIX}{first}..{first + n - 1}" if n else ""
 
 
-def held_out_seeds(n: int) -> list[int]:
-    """Seeds of generated tracks that no run trains on."""
-    return [HELD_OUT_SEED_BASE + i for i in range(n)]
+def names(spec: str, purpose: Purpose, n_generated: int = 0, run_seed: int = 0) -> list[str]:
+    """The track names of ``spec`` plus ``n_generated`` generated ones; ValueError (HeldOutError for a
+    training command naming a held-out track) says what is wrong, loading nothing."""
+    extra = generated_range(run_seed, n_generated)
+    return tracklist.parse(f"{spec},{extra}" if extra else spec, purpose, max_tracks=MAX_TRACKS)
 
 
-def generated(seeds: list[int]) -> list[TrackEntry]:
-    """Generated tracks, shipped inline (no evaluator has them on disk)."""
-    entries = []
-    for seed in seeds:
-        track = generate_track(seed)
-        entries.append(TrackEntry(track.name, TrackData.from_track(track), track))
-    return entries
+def entries(track_names: list[str]) -> list[TrackEntry]:
+    """Load the named tracks; generated ones travel inline. TrackError for a name that is no track."""
+    out = []
+    for name in track_names:
+        track = tracklist.load(name)
+        ref = TrackData.from_track(track) if tracklist.generated_seed(name) is not None else name
+        out.append(TrackEntry(tracklist.label(name), ref, track))
+    return out
 
 
-def parse(spec: str, n_generated: int = 0, run_seed: int = 0) -> tuple[list[TrackEntry], str]:
-    """The tracks named by ``spec`` (comma separated names or files, or ``all``) and ``n_generated``
-    generated ones, with a short label for the set; TrackError or ValueError say what is wrong."""
-    if n_generated < 0:
-        raise ValueError(f"--generated must be at least 0, got {n_generated}")
-    names = [s.strip() for s in spec.split(",")]
-    if any(not n for n in names):
-        raise ValueError(f"--track: empty track name in {spec!r}")
-    if ALL in names:
-        if len(names) > 1:
-            raise ValueError(f"--track: '{ALL}' stands alone, got {spec!r}")
-        names = bundled_tracks()
-    entries = []
-    for name in names:
-        track = load_track(name)
-        label = track.name if name == track.name else Path(name).stem
-        entries.append(TrackEntry(label, name, track))
-    entries += generated(training_seeds(run_seed, n_generated))
-    labels = [e.label for e in entries]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"--track: a track is named twice ({', '.join(labels)})")
-    if len(entries) > MAX_TRACKS:
-        raise ValueError(f"at most {MAX_TRACKS} tracks per run, got {len(entries)}")
-    head = ALL if spec.strip() == ALL else "+".join(labels[: min(3, len(names))])
-    if spec.strip() != ALL and len(names) > 3:
-        head += f"+{len(names) - 3}"
-    return entries, head + (f"+gen{n_generated}" if n_generated else "")
-
-
+def parse(spec: str, purpose: Purpose, n_generated: int = 0, run_seed: int = 0) -> tuple[list[TrackEntry], str]:
+    """The tracks of ``spec`` and ``n_generated`` generated ones, with a short label for the set (for
+    run folder names): ``all``, or the first three tracks and how many more, then ``+genN``."""
+    loaded = entries(names(spec, purpose, n_generated, run_seed))
+    named = loaded[: len(loaded) - n_generated]
+    if spec.strip() == tracklist.ALL:
+        head = tracklist.ALL
+    else:
+        head = "+".join(e.label for e in named[:3]) + (f"+{len(named) - 3}" if len(named) > 3 else "")
+    return loaded, head + (f"+gen{n_generated}" if n_generated else "")
 
 
 def task_label(task) -> str:

@@ -1,7 +1,7 @@
 """Collect labelled camera frames for the vision pilot into Redis Streams, as fast as the renderer goes.
 
     python -m pilot.collect --redis redis://localhost:6379/0 --run r0 \\
-        --tracks circuit,hairpins,oval,rally,random-0..35 --episodes 200 --frames 300 --workers 2
+        --tracks all,random-0..35 --episodes 200 --frames 300 --workers 2
     python -m pilot.collect ... --run r1 --model models/r0 --dagger 0.7      # a DAgger round
 
 A run is a list of episodes, each a pure function of (run seed, episode index): which track, where the
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from pilot.tracks import BUNDLED, parse_tracks
+from game import tracklist
 
 RESTART_SHARE = 0.75  # episodes that start anywhere on the road instead of the start line
 MAX_NOISE = 0.6  # steering noise (in steering units, OU process) of the noisiest episodes
@@ -221,13 +221,14 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="python -m pilot.collect", description=__doc__.split("\n")[0])
     p.add_argument("--redis", default=env("RRP_REDIS", "redis://localhost:6379/0"), help="Redis URL (env RRP_REDIS)")
     p.add_argument("--run", default=env("RRP_PILOT_RUN", "r0"), help="run name: episodes are streams RUN-00000...")
-    p.add_argument("--tracks", default=env("RRP_PILOT_TRACKS", BUNDLED + ",random-0..35"),
-                   help="comma list of bundled names, JSON paths, random-SEED or random-A..B")
+    p.add_argument("--tracks", default=env("RRP_PILOT_TRACKS", "all,random-0..35"),
+                   help="comma list of bundled names, 'all', JSON paths, random-SEED or random-A..B; not the "
+                   f"held-out {tracklist.held_out_range()} (env RRP_PILOT_TRACKS)")
     p.add_argument("--episodes", type=int, default=int(env("RRP_PILOT_EPISODES", "200")))
     p.add_argument("--frames", type=int, default=int(env("RRP_PILOT_FRAMES", "300")), help="frames per episode")
     p.add_argument("--workers", type=int, default=int(env("RRP_PILOT_WORKERS", str(os.cpu_count() or 1))),
@@ -245,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shards", type=int, default=int(env("RRP_PILOT_SHARDS", "1")), help="pods sharing the run")
     p.add_argument("--prefix", default=env("RRP_PREFIX", "rrp"), help="Redis key prefix")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     try:
         if args.episodes < 1 or args.frames < 1 or args.workers < 1:
@@ -253,15 +259,13 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--shard {args.shard} is not in 0..{args.shards - 1}")
         if not 0.0 <= args.dagger <= 1.0:
             raise ValueError("--dagger is a share between 0 and 1")
-        tracks = parse_tracks(args.tracks)
-        from pilot.tracks import track_by_name
-
-        for name in dict.fromkeys(tracks):
-            track_by_name(name)  # a bad name fails here, with the loader's message, not in a worker
+        tracks = tracklist.parse(args.tracks, tracklist.Purpose.TRAINING)
+        for name in tracks:
+            tracklist.load(name)  # a bad name fails here, with the loader's message, not in a worker
         if args.expert != "pursuit":
             from pilot.expert import make_expert
 
-            make_expert(args.expert, track_by_name(tracks[0]))
+            make_expert(args.expert, tracklist.load(tracks[0]))
         if args.model:
             from pilot.runtime import PilotModel
 

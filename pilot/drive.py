@@ -29,9 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from pilot.tracks import BUNDLED, parse_tracks
+from game import tracklist
 
-UNSEEN = "random-1000..1009"  # generated tracks no default collection uses (it takes random-0..35)
 STALL_FRAMES = 250  # 10 s without progress ends a lap unfinished
 
 
@@ -129,11 +128,11 @@ def evaluate(model_or_url: str, tracks: list[str], delays: list[int], *, workers
 
 
 def print_evaluation(report: dict[str, Any]) -> None:
-    print(f"{'track':14s} {'seen':>5s} {'delay':>5s} {'result':>12s} {'pursuit':>8s} {'ratio':>6s} {'walls':>5s}")
+    print(f"{'track':17s} {'seen':>5s} {'delay':>5s} {'result':>12s} {'pursuit':>8s} {'ratio':>6s} {'walls':>5s}")
     for r in report["rows"]:
         result = f"{r['lap_time_s']:.2f} s" if r["finished"] else f"{r['progress']:.0%} DNF"
         ratio = f"{r['ratio']:.3f}" if r["ratio"] else "-"
-        print(f"{r['track']:14s} {'yes' if r['trained_on'] else 'no':>5s} {r['delay']:5d} {result:>12s} "
+        print(f"{r['track']:17s} {'yes' if r['trained_on'] else 'no':>5s} {r['delay']:5d} {result:>12s} "
               f"{r['pursuit_lap_s']:7.2f}s {ratio:>6s} {r['collisions']:5d}")
     print()
     for s in report["summary"]:
@@ -206,7 +205,7 @@ def drive_one(args: argparse.Namespace, pilot: Any) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pilot.drive", description=__doc__.split("\n")[0])
     p.add_argument("model", help="model folder or model.onnx, or the URL of python -m pilot.serve")
     p.add_argument("--track", default="circuit", help="bundled name, JSON path or random-SEED")
@@ -216,11 +215,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--video", default=None, help="write the pilot's view with its decisions to this .gif")
     p.add_argument("--sheet", default=None, help="write 8 frames of the lap with the pilot's decisions to this .png")
     p.add_argument("--pilot", action="store_true", help="evaluate on --tracks at every --delays")
-    p.add_argument("--tracks", default=f"{BUNDLED},{UNSEEN}", help="tracks for --pilot")
+    p.add_argument("--tracks", default=tracklist.JUDGING_DEFAULT,
+                   help=f"tracks for --pilot (default {tracklist.JUDGING_DEFAULT}: the bundled tracks and held-out "
+                   "ones no training command may use)")
     p.add_argument("--delays", default="0,1,2,3,4", help="image delays for --pilot (frames)")
     p.add_argument("--workers", type=int, default=2, help="processes for --pilot")
     p.add_argument("--json", default=None, help="write the --pilot report here")
     p.add_argument("--update-card", action="store_true", help="add the --pilot summary to the model card")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     try:
         if args.video and not args.video.endswith(".gif"):
@@ -228,11 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         delays = [int(d) for d in args.delays.split(",")]
         if min(delays + [args.delay]) < 0 or args.workers < 1 or args.max_frames < 1:
             raise ValueError("delays must be >= 0, --workers and --max-frames positive")
-        tracks = parse_tracks(args.tracks if args.pilot else args.track)
-        from pilot.tracks import track_by_name
-
+        tracks = tracklist.parse(args.tracks if args.pilot else args.track, tracklist.Purpose.JUDGING)
         for name in tracks:
-            track_by_name(name)
+            tracklist.load(name)
         pilot = open_pilot(args.model)
     except Exception as exc:  # noqa: BLE001 - CLI: one clear line
         print(f"error: {exc}", file=sys.stderr)

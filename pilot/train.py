@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from game import tracklist
 from pilot.runtime import CARD_FILE, MODEL_FILE, OUTPUT, SPEED_SCALE, Prediction, keys_from
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -235,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.datasets:
         if not (Path(path) / "dataset.json").is_file():
             print(f"error: {path} is not a dataset (no dataset.json; see python -m pilot.dataset)", file=sys.stderr)
+            return 2
+        try:  # frames of a held-out track would make every later --pilot evaluation a seen track
+            tracklist.check(json.loads((Path(path) / "dataset.json").read_text()).get("tracks", []),
+                            tracklist.Purpose.TRAINING)
+        except (ValueError, AttributeError) as exc:
+            print(f"error: {path}: {exc}", file=sys.stderr)
             return 2
     if args.init and not (Path(args.init) / "model.keras").is_file():
         print(f"error: --init {args.init} holds no model.keras", file=sys.stderr)

@@ -88,8 +88,11 @@ def test_strategy_cannot_change_on_resume(tmp_path):
 @pytest.mark.parametrize(("args", "words"), [
     (["--strategy", "annealing"], ["annealing", "ga, cma"]),
     (["--track", "circuit,"], ["--track", "empty"]),
-    (["--track", "all,oval"], ["'all' stands alone"]),
+    (["--track", "all,oval"], ["'oval' is named twice"]),
     (["--track", "oval,oval"], ["named twice"]),
+    (["--track", "random-1000000000..1000000001"], ["--track", "random-1000000000 is held out",
+                                                    "random-1000000000..1000000999"]),
+    (["--seed", "1000000", "--generated", "1"], ["--track/--generated", "random-1000000000 is held out"]),
     (["--track", "circuit,nowhere"], ["nowhere"]),
     (["--generated", "-1"], ["--generated"]),
     (["--ray-noise", "2"], ["--ray-noise", "less than or equal to 1"]),
@@ -110,9 +113,9 @@ def test_bad_arguments_get_one_line_and_status_2(tmp_path, args, words):
 def test_report_on_held_out_tracks_nominal_and_perturbed(tmp_path):
     out = tmp_path / "r"
     run(out, "--generations", "1", "--workers", "1", "--track", "oval")
-    proc = subprocess.run([sys.executable, "-m", "ga.report", str(out), "--tracks", "oval,hairpins",
-                           "--generated", "2", "--workers", "2"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "ga.report", str(out), "--tracks",
+                           "oval,hairpins,random-1000000000..1000000001", "--workers", "2"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((out / "heldout.json").read_text())
     assert [r["track"] for r in rows] == ["oval", "hairpins", "random-1000000000", "random-1000000001"]

@@ -20,7 +20,7 @@ from pilot.collect import collect, plan_run
 from pilot.dataset import export_run, load, run_episodes
 from pilot.expert import PursuitExpert
 from pilot.runtime import keys_from
-from pilot.tracks import parse_tracks, track_by_name
+from pilot.tracks import track_by_name
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +41,6 @@ def test_expert_labels_turn_into_exactly_the_pursuit_drivers_keys():
             assert (keys == driver.act(race)).all()
             race.step(keys)
         assert race.results()[0].finished
-
-
-def test_track_names_expand_and_generated_tracks_are_named_by_seed():
-    assert parse_tracks("oval, random-3..5") == ["oval", "random-3", "random-4", "random-5"]
-    assert track_by_name("random-4").name == "random-4"
 
 
 def test_collected_episodes_are_labelled_replayable_and_the_same_on_one_process_or_two(redis_server, tmp_path):
@@ -104,6 +99,7 @@ def test_stream_entries_follow_the_recorders_layout(redis_server, tmp_path):
 def test_cli_refuses_bad_input_with_one_line(redis_server):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     for args, message in ((["--tracks", "nowhere"], "unknown track 'nowhere'"),
+                          (["--tracks", "oval,random-999999998..1000000001"], "random-1000000000 is held out"),
                           (["--shard", "3", "--shards", "2"], "--shard 3 is not in 0..1"),
                           (["--redis", "redis://127.0.0.1:1/0"], "error: ")):
         redis_url = [] if "--redis" in args else ["--redis", redis_server.url]

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from support import RedisServer
 
+from game.tracklist import HELD_OUT_SEEDS
 from pilot.collect import collect, plan_run
 from pilot.dataset import export_run, load
 from pilot.runtime import PilotModel, keys_from
@@ -23,6 +24,7 @@ from pilot.runtime import PilotModel, keys_from
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
+UNSEEN_TRACK = f"random-{HELD_OUT_SEEDS.start}"  # the first track of every judging default
 
 # The ONNX pilot drives a lap in a child process (one renderer per process; and TensorFlow cannot share a
 # process with Mesa's renderer), saving every image and speed it saw with the keys it chose.
@@ -141,6 +143,15 @@ def test_train_cli_refuses_a_folder_that_is_not_a_dataset(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_train_cli_refuses_a_dataset_with_frames_of_a_held_out_track(tmp_path, capsys):
+    from pilot.train import main
+
+    (tmp_path / "dataset.json").write_text(json.dumps({"tracks": ["oval", UNSEEN_TRACK]}))
+    assert main([str(tmp_path), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{UNSEEN_TRACK} is held out" in err and not (tmp_path / "m").exists()
+
+
 def test_drive_cli_evaluates_records_and_updates_the_card(trained, tmp_path):
     """``pilot.drive --pilot``: a row per (track, delay) against the pursuit lap; a single lap writes GIF and sheet."""
     from PIL import Image
@@ -148,13 +159,13 @@ def test_drive_cli_evaluates_records_and_updates_the_card(trained, tmp_path):
     out, _ = trained
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     report_path = tmp_path / "eval.json"
-    proc = subprocess.run([sys.executable, "-m", "pilot.drive", str(out), "--pilot", "--tracks", "oval,random-1000",
+    proc = subprocess.run([sys.executable, "-m", "pilot.drive", str(out), "--pilot", "--tracks", f"oval,{UNSEEN_TRACK}",
                            "--delays", "0,2", "--workers", "2", "--max-frames", "200", "--json", str(report_path),
                            "--update-card"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(report_path.read_text())
-    assert [(r["track"], r["delay"]) for r in report["rows"]] == [("oval", 0), ("oval", 2), ("random-1000", 0),
-                                                                  ("random-1000", 2)]
+    assert [(r["track"], r["delay"]) for r in report["rows"]] == [("oval", 0), ("oval", 2), (UNSEEN_TRACK, 0),
+                                                                  (UNSEEN_TRACK, 2)]
     for r in report["rows"]:
         assert r["pursuit_lap_s"] > 0 and r["frames"] <= 200
         assert r["trained_on"] == (r["track"] == "oval")  # the tiny dataset drove oval and hairpins
