@@ -23,7 +23,7 @@ def measure(track_name: str, batch: int, seconds: float) -> dict[str, float]:
     track = load_track(track_name)
     driver = PursuitDriver(track)
     race = Race(track, batch, max_frames=2_000)
-    race.step(driver.act(race))  # compile and warm up outside the timing
+    race.step(driver.keys(race))  # compile and warm up outside the timing
     race.reset()
     frames = 0
     start = time.perf_counter()
@@ -31,7 +31,7 @@ def measure(track_name: str, batch: int, seconds: float) -> dict[str, float]:
         for _ in range(100):
             if race.all_done:
                 race.reset()
-            race.step(driver.act(race))
+            race.step(driver.keys(race))
             frames += 1
     elapsed = time.perf_counter() - start
     rate = frames * batch / elapsed

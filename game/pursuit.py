@@ -92,7 +92,7 @@ class Plan(NamedTuple):
 
 
 class PursuitDriver:
-    """Baseline driver for any number of cars of a ``Race``: ``controls = driver.act(race)``."""
+    """Baseline driver for any number of cars of a ``Race``: ``controls = driver.keys(race)``."""
 
     def __init__(self, track: Track, safety: float = SAFETY) -> None:
         self.track = track
@@ -113,7 +113,7 @@ class PursuitDriver:
         _plan(*arrays, self._cx, self._cy, self._arc, self.track.length, self._vmax, out)
         return Plan(out[:, 0], out[:, 1])
 
-    def act(self, race: Race) -> np.ndarray:
+    def keys(self, race: Race) -> np.ndarray:
         """``(n_cars, 4)`` keys for the cars of ``race``, read from its public state table."""
         keys = np.empty((race.n_cars, 4), dtype=np.bool_)
         _keys(race.table, self._cx, self._cy, self._arc, self.track.length, self._vmax, keys)
@@ -131,7 +131,7 @@ class PursuitPolicy:
         self.driver = PursuitDriver(race.track, safety)
 
     def act(self, observation: object = None) -> np.ndarray:
-        return self.driver.act(self.race)
+        return self.driver.keys(self.race)
 
 
 STALL_FRAMES = 250

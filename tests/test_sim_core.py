@@ -166,7 +166,7 @@ def test_continuous_race_counts_laps_and_best_lap():
     race = Race(track, 1, continuous=True)
     driver = PursuitDriver(track)
     while race.lap.laps[0] < 2:
-        race.step(driver.act(race))
+        race.step(driver.keys(race))
     lap = race.lap
     assert lap.laps[0] == 2
     assert lap.best_lap_s[0] <= lap.lap_time_s[0] or lap.best_lap_s[0] < 30
@@ -204,7 +204,7 @@ def test_pursuit_batch_matches_single_cars():
     race = Race(track, 64, max_frames=10_000, stall_frames=250)
     driver = PursuitDriver(track)
     while not race.all_done:
-        race.step(driver.act(race))
+        race.step(driver.keys(race))
     assert all(r == alone for r in race.results())
 
 
