@@ -10,6 +10,6 @@ training framework:
     keys = keys_from(p.steering, p.target_speed, speeds)   # (N, 4) forward, back, left, right
 """
 
-from pilot.runtime import PilotModel, Prediction, keys_from
+from pilot.runtime import PilotModel, PilotPolicy, Prediction, keys_from
 
-__all__ = ["PilotModel", "Prediction", "keys_from"]
+__all__ = ["PilotModel", "PilotPolicy", "Prediction", "keys_from"]

@@ -78,49 +78,63 @@ def plan_run(run: str, tracks: list[str], episodes: int, frames: int, seed: int 
     return out
 
 
+class EpisodeDriver:
+    """Who drives an episode, as a ``game.rollout.Policy`` of the camera environment: the expert with
+    steering noise (an OU process), sudden swerves and a speed factor, or the model (DAgger, its image
+    ``episode.delay`` frames late). Either way the expert labels the pose: ``labels`` is the last
+    (steering, target speed), read when the frame is recorded."""
+
+    def __init__(self, race: Any, expert: Any, episode: Episode, rng: np.random.Generator, model: Any = None) -> None:
+        from pilot.runtime import PilotPolicy
+
+        self.race, self.expert, self.episode, self.rng = race, expert, episode, rng
+        self.model = PilotPolicy(model, episode.delay) if episode.driver == "model" else None
+
+    def reset(self) -> None:
+        self.noise, self.swerve, self.swerve_left = 0.0, 0, 0.0
+        if self.model is not None:
+            self.model.reset()
+
+    def act(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        from pilot.runtime import keys_from
+
+        st, e, rng = self.race.state, self.episode, self.rng
+        self.labels = steering, target = self.expert.label(st.x, st.y, st.heading, st.speed)
+        if self.model is not None:
+            return self.model.act(observation)
+        self.noise += -0.1 * self.noise + e.noise * math.sqrt(0.2) * rng.standard_normal()
+        if self.swerve == 0 and rng.random() < SWERVE_RATE * e.noise / MAX_NOISE:
+            self.swerve, self.swerve_left = int(rng.integers(4, 13)), float(rng.choice([-1.0, 1.0]))
+        drive_steer = np.array([self.swerve_left]) if self.swerve else steering + self.noise
+        self.swerve = max(0, self.swerve - 1)
+        return keys_from(drive_steer, target * e.speed_factor, st.speed)[0]
+
+
 def drive_episode(renderer: Any, episode: Episode, model: Any = None) -> dict[str, np.ndarray]:
     """Drive one episode and return its frames and labels (arrays with one row per frame)."""
-    from game import Race
-    from game.state import CarView
+    from game.camera_env import RallyRoboPilotCameraEnv
+    from game.rollout import rollout
     from pilot.expert import make_expert
-    from pilot.runtime import keys_from
     from pilot.tracks import track_by_name
 
     track = track_by_name(episode.track)
-    if renderer.track is not track:
-        renderer.set_track(track)
-    expert = make_expert(episode.expert, track)
+    env = RallyRoboPilotCameraEnv(track=track, renderer=renderer, max_frames=episode.frames, stall_frames=None,
+                                  continuous=True)
     rng = np.random.default_rng(episode.seed)
-    race = Race(track, 1, continuous=True)
-    if episode.restart:
-        race.place(0, *random_pose(track, rng))
+    options = {"poses": [random_pose(track, rng)]} if episode.restart else None
+    driver = EpisodeDriver(env.race, make_expert(episode.expert, track), episode, rng, model)
     rows: dict[str, list] = {k: [] for k in ("image", "steering", "target_speed", "speed", "keys", "x", "y",
                                              "heading", "rays", "contacts")}
-    noise, swerve, swerve_left = 0.0, 0, 0.0
-    history: list[np.ndarray] = []
-    for _ in range(episode.frames):
-        st = race.state
-        renderer.draw(CarView.of(race))
-        image = renderer.capture()
-        steering, target = expert.label(st.x, st.y, st.heading, st.speed)
-        if episode.driver == "model":
-            history = (history + [image])[-(episode.delay + 1):]
-            p = model.predict(history[0][None], st.speed)
-            drive_steer, drive_target = p.steering, p.target_speed
-        else:
-            noise += -0.1 * noise + episode.noise * math.sqrt(0.2) * rng.standard_normal()
-            if swerve == 0 and rng.random() < SWERVE_RATE * episode.noise / MAX_NOISE:
-                swerve, swerve_left = int(rng.integers(4, 13)), float(rng.choice([-1.0, 1.0]))
-            drive_steer = np.array([swerve_left]) if swerve else steering + noise
-            swerve = max(0, swerve - 1)
-            drive_target = target * episode.speed_factor
-        keys = keys_from(drive_steer, drive_target, st.speed)
-        for name, value in (("image", image), ("steering", steering[0]), ("target_speed", target[0]),
-                            ("speed", st.speed[0]), ("keys", keys[0]), ("x", st.x[0]), ("y", st.y[0]),
-                            ("heading", st.heading[0]), ("rays", race.observation.rays[0]),
-                            ("contacts", race.lap.collisions[0])):
+
+    def record(observation: dict[str, np.ndarray], keys: np.ndarray) -> None:
+        st, race = env.race.state, env.race
+        for name, value in (("image", observation["image"]), ("steering", driver.labels[0][0]),
+                            ("target_speed", driver.labels[1][0]), ("speed", observation["speed"][0]),
+                            ("keys", keys), ("x", st.x[0]), ("y", st.y[0]), ("heading", st.heading[0]),
+                            ("rays", race.observation.rays[0]), ("contacts", race.lap.collisions[0])):
             rows[name].append(value)
-        race.step(keys)
+
+    rollout(env, driver, record, options=options)
     return {k: np.asarray(v) for k, v in rows.items()}
 
 

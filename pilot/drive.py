@@ -21,7 +21,6 @@ import argparse
 import json
 import sys
 import time
-from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -45,35 +44,22 @@ def open_pilot(model_or_url: str) -> Any:
     return PilotModel.load(model_or_url)
 
 
+def lap_env(renderer: Any, track: Any, max_frames: int = 5000) -> Any:
+    """The camera environment for one lap from the start line on ``track``, drawn by ``renderer``."""
+    from game.camera_env import RallyRoboPilotCameraEnv
+
+    return RallyRoboPilotCameraEnv(track=track, renderer=renderer, max_frames=max_frames, stall_frames=STALL_FRAMES)
+
+
 def drive_lap(renderer: Any, track: Any, pilot: Any, *, delay: int = 0, max_frames: int = 5000,
               on_frame: Any = None) -> Any:
-    """One lap from the start line, lock-step; the pilot sees the image of ``delay`` frames ago. -> LapResult."""
-    from game import Race
-    from game.state import CarView, LapView
-    from pilot.runtime import keys_from
+    """One lap from the start line; the pilot sees the image of ``delay`` frames ago. -> LapResult.
 
-    if renderer.track is not track:
-        renderer.set_track(track)
-    race = Race(track, 1, max_frames=max_frames, stall_frames=STALL_FRAMES)
-    seen: deque[np.ndarray] = deque(maxlen=delay + 1)
-    while not race.all_done:
-        st = race.state
-        renderer.draw(CarView.of(race), LapView.of(race), race.frame)
-        image = renderer.capture()
-        seen.append(image)
-        p = pilot.predict(seen[0][None], st.speed)
-        keys = keys_from(p.steering, p.target_speed, st.speed)
-        if on_frame is not None:
-            on_frame(image, p, keys, race)
-        race.step(keys)
-    return race.results()[0]
+    ``on_frame(observation, keys)`` is the roll-out's (``game.rollout``), called before every step."""
+    from game.rollout import rollout
+    from pilot.runtime import PilotPolicy
 
-
-def pursuit_lap(track: Any) -> Any:
-    from game import PursuitDriver
-    from game.race import drive
-
-    return drive(track, PursuitDriver(track))[0]
+    return rollout(lap_env(renderer, track, max_frames), PilotPolicy(pilot, delay), on_frame)[0]
 
 
 # -- evaluation ---------------------------------------------------------------------------------------
@@ -82,6 +68,7 @@ _worker: dict[str, Any] = {}
 
 def _evaluate_track(model_or_url: str, name: str, delays: list[int], max_frames: int) -> list[dict[str, Any]]:
     """Runs in a worker process: every delay on one track, and the pursuit lap to compare with."""
+    from game.pursuit import pursuit_lap
     from pilot.tracks import track_by_name
 
     track = track_by_name(name)
@@ -176,21 +163,27 @@ def save_sheet(frames: list[np.ndarray], path: Path, n: int = 8, columns: int = 
 
 
 def drive_one(args: argparse.Namespace, pilot: Any) -> int:
+    from game.pursuit import pursuit_lap
+    from game.rollout import rollout
     from game.scene import UrsinaRenderer
+    from pilot.runtime import PilotPolicy
     from pilot.tracks import track_by_name
 
     track = track_by_name(args.track)
     renderer = UrsinaRenderer(track, headless=not args.watch, frame_size=pilot.input_size, hud=args.watch)
+    env, policy = lap_env(renderer, track, args.max_frames), PilotPolicy(pilot, args.delay)
     frames: list[np.ndarray] = []
     t0 = time.perf_counter()
 
-    def on_frame(image, p, keys, race):
+    def on_frame(observation, keys):
         if args.video or args.sheet:
-            frames.append(overlay(image, float(p.steering[0]), float(p.target_speed[0]), float(race.state.speed[0])))
+            p = policy.prediction
+            frames.append(overlay(observation["image"], float(p.steering[0]), float(p.target_speed[0]),
+                                  float(observation["speed"][0])))
         if args.watch:  # real time: frame k is due at t0 + k / 25
-            time.sleep(max(0.0, t0 + race.frame / 25 - time.perf_counter()))
+            time.sleep(max(0.0, t0 + env.race.frame / 25 - time.perf_counter()))
 
-    lap = drive_lap(renderer, track, pilot, delay=args.delay, max_frames=args.max_frames, on_frame=on_frame)
+    lap = rollout(env, policy, on_frame)[0]
     wall = time.perf_counter() - t0
     base = pursuit_lap(track)
     if args.video:

@@ -50,7 +50,7 @@ class GenomeExpert:
     def __init__(self, track: Track, best_json: str, horizon: int = 10) -> None:
         from evaluator import make_controller
         from evaluator.best import load_best
-        from game import Race
+        from game.env import RallyRoboPilotVectorEnv
 
         task, genome, _ = load_best(best_json)
         if task.controller.kind != "mlp":
@@ -59,18 +59,19 @@ class GenomeExpert:
         self.controller = make_controller(task.controller, task.genome_array([genome]))
         self.track = track
         self.horizon = horizon
-        self._race = Race(track, 1, continuous=True)
+        # from the pose, ``horizon`` frames of the controller's own driving, then the lap is over
+        self._env = RallyRoboPilotVectorEnv(1, track=track, max_frames=horizon, stall_frames=None, continuous=True)
 
     def label(self, x, y, heading, speed) -> tuple[np.ndarray, np.ndarray]:
-        steering, target = [], []
+        from game.rollout import rollout
+
+        steering, target, keys = [], [], []
         for pose in zip(np.atleast_1d(x), np.atleast_1d(y), np.atleast_1d(heading), np.atleast_1d(speed),
                         strict=True):
-            self._race.place(0, *map(float, pose))
-            keys = self.controller.act(self._race.observation)[0]
-            steering.append(float(keys[2]) - float(keys[3]))
-            for _ in range(self.horizon):
-                self._race.step(self.controller.act(self._race.observation))
-            target.append(max(0.0, float(self._race.state.speed[0])))
+            first = len(keys)
+            rollout(self._env, self.controller, lambda _, k: keys.append(k[0]), options={"poses": [pose]})
+            steering.append(float(keys[first][2]) - float(keys[first][3]))
+            target.append(max(0.0, float(self._env.race.state.speed[0])))
         return np.array(steering), np.array(target)
 
 

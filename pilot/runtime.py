@@ -23,6 +23,7 @@ accuracy looks fine.
 from __future__ import annotations
 
 import json
+from collections import deque
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -60,6 +61,33 @@ def keys_from(steering: Any, target_speed: Any, speed: Any) -> np.ndarray:
                          f"{steering.shape}, {target.shape}, {speed.shape}")
     return np.stack([speed < target - ACCELERATE_BELOW, speed > target + BRAKE_ABOVE,
                      steering > STEER_DEADBAND, steering < -STEER_DEADBAND], axis=1)
+
+
+class PilotPolicy:
+    """A pilot at the wheel as a ``game.rollout.Policy`` of the camera environment (``RallyRoboPilotCamera-v0``).
+
+    ``pilot`` is anything with ``predict(images, speeds) -> Prediction`` (a :class:`PilotModel`, the served
+    API's ``PilotClient``). It sees the image of ``delay`` frames ago (the first image until there is one
+    that old), as a slow camera or network would, and the speed measured now; its steering and target speed
+    become the keys (:func:`keys_from`). ``prediction`` is its last answer, for overlays.
+    """
+
+    def __init__(self, pilot: Any, delay: int = 0) -> None:
+        if delay < 0:
+            raise ValueError(f"delay must be >= 0 frames, got {delay}")
+        self.pilot = pilot
+        self.delay = delay
+        self.reset()
+
+    def reset(self) -> None:
+        self._seen: deque[np.ndarray] = deque(maxlen=self.delay + 1)
+        self.prediction: Prediction | None = None
+
+    def act(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        self._seen.append(observation["image"])
+        speed = observation["speed"]
+        self.prediction = p = self.pilot.predict(self._seen[0][None], speed)
+        return keys_from(p.steering, p.target_speed, speed)[0]
 
 
 def read_card(folder: Path) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import redis
 
-from game import PursuitDriver, Race
+from game import PursuitDriver, Race, RallyRoboPilotVectorEnv
 from pilot.collect import collect, plan_run
 from pilot.dataset import export_run, load, run_episodes
 from pilot.expert import PursuitExpert
@@ -126,20 +126,28 @@ def test_an_evolved_controller_labels_with_its_own_steering_and_the_speed_it_rea
     expert = make_expert(str(best), track)
     assert isinstance(expert, GenomeExpert)
     controller = make_controller(spec, np.array([genome]))
-    race = Race(track, 1, continuous=True)
+    env = RallyRoboPilotVectorEnv(1, track=track, max_frames=None, stall_frames=None, continuous=True)
+    observation, _ = env.reset()
     turned = 0
     for _ in range(200):
-        st = race.state
+        st = env.race.state
         steering, target = expert.label(st.x, st.y, st.heading, st.speed)
-        keys = controller.act(race.observation)[0]
-        assert steering[0] == float(keys[2]) - float(keys[3])
+        keys = controller.act(observation)
+        assert steering[0] == float(keys[0, 2]) - float(keys[0, 3])
         flat_out = min(50.0, st.speed[0] + 10 * 25.0 / 25)  # 10 frames of forward at 25 m/s^2
         assert target[0] <= flat_out + 1e-9  # less only where the next 10 frames meet a wall
         if st.speed[0] < 20.0:  # the first second, on the straight
             assert target[0] == pytest.approx(flat_out)
         turned += steering[0] != 0
-        race.step(keys)
+        observation, *_ = env.step(keys)
     assert turned > 0
+    # any poses, several at once: each labelled as if alone (every label drives from its own pose)
+    x, y = track.centerline[[10, 80, 150]].T
+    heading, speed = np.array([0.1, -0.2, 0.3]), np.array([5.0, 20.0, 35.0])
+    together = expert.label(x, y, heading, speed)
+    alone = [expert.label(*pose) for pose in zip(x, y, heading, speed, strict=True)]
+    for i in range(3):
+        assert (together[0][i], together[1][i]) == (alone[i][0][0], alone[i][1][0])
     schedule = tmp_path / "schedule.json"
     schedule.write_text(json.dumps({"genome": [0.0] * 20, "controller": {"kind": "schedule", "segments": 10},
                                     "task": {"track": "oval"}}))

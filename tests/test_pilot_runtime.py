@@ -87,3 +87,25 @@ def test_keys_hold_the_target_speed_and_steer_outside_the_dead_band():
     ]
     with pytest.raises(ValueError, match="one length"):
         keys_from([0.0, 1.0], [1.0], [1.0])
+
+
+def test_the_pilot_policy_sees_the_image_delay_frames_late_and_the_speed_of_now(tmp_path):
+    """PilotPolicy is the camera environment's policy: image ``delay`` frames ago, speed now, keys out."""
+    from pilot import PilotPolicy
+
+    model = PilotModel.load(write_known_model(tmp_path / "m"))
+    policy = PilotPolicy(model, delay=2)
+    frames = [np.full((6, 8, 3), 51 * k, dtype=np.uint8) for k in range(5)]  # mean brightness 0.0, 0.2, ... 0.8
+    seen = []
+    for k, image in enumerate(frames):
+        keys = policy.act({"image": image, "speed": np.array([10.0 + k])})
+        seen.append(round(float(policy.prediction.steering[0]), 3))
+        assert keys.shape == (4,) and keys.dtype == np.bool_
+        assert (keys == keys_from(policy.prediction.steering, policy.prediction.target_speed, [10.0 + k])[0]).all()
+        assert policy.prediction.target_speed[0] == pytest.approx(10.0 + k)
+    assert seen == [0.0, 0.0, 0.0, 0.2, 0.4]  # the first image until one is 2 frames old
+    policy.reset()
+    policy.act({"image": frames[4], "speed": np.array([0.0])})
+    assert round(float(policy.prediction.steering[0]), 3) == 0.8  # a new lap forgets the old images
+    with pytest.raises(ValueError, match="delay"):
+        PilotPolicy(model, delay=-1)

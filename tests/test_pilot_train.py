@@ -41,8 +41,8 @@ track = track_by_name("oval")
 renderer = UrsinaRenderer(track, headless=True, frame_size=pilot.input_size, hud=False)
 seen = {"image": [], "speed": [], "keys": []}
 
-def record(image, p, keys, race):
-    seen["image"].append(image); seen["speed"].append(race.state.speed[0]); seen["keys"].append(keys[0])
+def record(observation, keys):
+    seen["image"].append(observation["image"]); seen["speed"].append(observation["speed"][0]); seen["keys"].append(keys)
 
 lap = drive_lap(renderer, track, pilot, max_frames=300, on_frame=record)
 np.savez(sys.argv[2], **{k: np.asarray(v) for k, v in seen.items()})

@@ -1,0 +1,111 @@
+"""The race seen through the game's chase camera: ``RallyRoboPilotCamera-v0``, one car, images in.
+
+This is the ray environment (:class:`game.env.RallyRoboPilotEnv`) with another observation: the
+same lap, the same keys, reward, ``terminated``/``truncated`` and ``info["lap"]``, and the same
+``reset(options={"poses": ..., "start_offset": ...})``; only what the driver sees changes.
+
+* **Observation** ``Dict(image=Box(0, 255, (H, W, 3), uint8), speed=Box(-15, 50, (1,), float64))``:
+  the frame the game's own renderer (:class:`game.scene.UrsinaRenderer`, offscreen, no HUD) draws
+  for the car's pose (a function of the pose and the track only: one camera, no roll), and the
+  measured speed in m/s. ``frame_size`` is (W, H), 96 x 72 unless told.
+* **Action** ``MultiBinary(4)``: forward, back, left, right, as in the ray environment.
+
+Panda3D allows one renderer per process, so environments share one: pass ``renderer=`` (a window
+for watching, say), or the first environment of the process opens an offscreen one that every
+later environment of that frame size reuses; ``close()`` leaves it open.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+from game import physics as P
+from game.env import DEFAULT_MAX_FRAMES, DEFAULT_STALL_FRAMES, RallyRoboPilotEnv, action_space
+from game.race import LapResult
+from game.state import CarView, LapView
+from game.track import Track
+
+DEFAULT_FRAME_SIZE = (96, 72)  # (width, height): what the pilot's collection and models use
+_shared: dict[str, Any] = {}
+
+
+def shared_renderer(track: Track, frame_size: tuple[int, int]) -> Any:
+    """This process's offscreen renderer (opened on first use; one per process)."""
+    renderer = _shared.get("renderer")
+    if renderer is None:
+        from game.scene import UrsinaRenderer
+
+        renderer = _shared["renderer"] = UrsinaRenderer(track, headless=True, frame_size=frame_size, hud=False)
+    if tuple(renderer.frame_size) != tuple(frame_size):
+        raise ValueError(f"this process's renderer draws {renderer.frame_size} frames, not {frame_size} "
+                         "(one renderer per process)")
+    return renderer
+
+
+class RallyRoboPilotCameraEnv(gymnasium.Env):
+    """One car, driven from the chase camera's frames and the speed."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": round(1 / P.DT)}
+
+    def __init__(self, *, track: Track | str | None = None, max_frames: int | None = DEFAULT_MAX_FRAMES,
+                 stall_frames: int | None = DEFAULT_STALL_FRAMES, continuous: bool = False,
+                 frame_size: tuple[int, int] | None = None, renderer: Any = None,
+                 render_mode: str | None = None) -> None:
+        self.rays = RallyRoboPilotEnv(track=track, max_frames=max_frames, stall_frames=stall_frames,
+                                      continuous=continuous)
+        self.race = self.rays.race
+        self.track = self.rays.track
+        if renderer is not None and frame_size is not None and tuple(frame_size) != tuple(renderer.frame_size):
+            raise ValueError(f"frame_size {frame_size} differs from the renderer's {renderer.frame_size}")
+        self.frame_size = tuple(frame_size or (renderer.frame_size if renderer is not None else DEFAULT_FRAME_SIZE))
+        self._renderer = renderer
+        self.render_mode = render_mode
+        width, height = self.frame_size
+        self.observation_space = spaces.Dict({
+            "image": spaces.Box(0, 255, (height, width, 3), dtype=np.uint8),
+            "speed": spaces.Box(P.MAX_REVERSE, P.MAX_SPEED, (1,), dtype=np.float64),
+        })
+        self.action_space = action_space()
+        self._image: np.ndarray | None = None
+
+    @property
+    def renderer(self) -> Any:
+        if self._renderer is None:
+            self._renderer = shared_renderer(self.track, self.frame_size)
+        return self._renderer
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        rays, info = self.rays.reset(seed=seed, options=options)
+        return self._observe(rays), info
+
+    def step(self, action: Any):
+        rays, reward, terminated, truncated, info = self.rays.step(action)
+        return self._observe(rays), reward, terminated, truncated, info
+
+    def render(self) -> np.ndarray | None:
+        """``rgb_array``: the last observed frame (the current pose's before the first reset)."""
+        if self.render_mode != "rgb_array":
+            return None
+        return self._image if self._image is not None else self._capture()
+
+    def results(self) -> list[LapResult]:
+        return self.rays.results()
+
+    def _observe(self, rays: np.ndarray) -> dict[str, np.ndarray]:
+        self._image = self._capture()
+        return {"image": self._image, "speed": rays[P.N_RAYS:].copy()}
+
+    def _capture(self) -> np.ndarray:
+        renderer = self.renderer
+        if renderer.track is not self.track:
+            renderer.set_track(self.track)
+        renderer.draw(CarView.of(self.race), LapView.of(self.race), self.race.frame)
+        image = renderer.capture()
+        if image is None:
+            raise RuntimeError("the renderer gave no frame")
+        return image
