@@ -75,24 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"python -m evaluator: {describe(exc)}", file=sys.stderr)
         return 2
-    import uvicorn
-
     from evaluator.service import create_app
-    from game.slow_clients import header_deadline_protocol
+    from servicekit.launch import serve
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
-        access_log=False,
-        proxy_headers=False,  # no forwarded-for rewriting: nothing here depends on the client address
-        timeout_keep_alive=75,
-        http=header_deadline_protocol(settings.header_timeout_s),
-        timeout_graceful_shutdown=30,
-    )
+    # no forwarded-headers rewriting: nothing here depends on the client address
+    serve(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level,
+          header_timeout_s=settings.header_timeout_s, timeout_graceful_shutdown=30)
     return 0
 
 

@@ -535,14 +535,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"python -m pilot.serve: {exc}", file=sys.stderr)
         return 2
-    import uvicorn
-
-    from game.slow_clients import header_deadline_protocol  # game's lazy __init__: no simulation imported
+    from servicekit.launch import serve
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level,
-                access_log=False, proxy_headers=False, timeout_keep_alive=75, timeout_graceful_shutdown=10,
-                http=header_deadline_protocol(settings.header_timeout_s))
+    serve(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level,
+          header_timeout_s=settings.header_timeout_s, timeout_graceful_shutdown=10)
     return 0
 
 
