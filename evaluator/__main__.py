@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds a request's headers may take (RRP_HEADER_TIMEOUT; default 10)")
     p.add_argument("--body-timeout", dest="body_timeout_s", type=float, default=env.get("body_timeout_s"),
                    help="seconds a request body may take (RRP_BODY_TIMEOUT; default 60)")
+    p.add_argument("--min-body-rate", type=float, default=env.get("min_body_rate"),
+                   help="bytes/s a request body must average after a 5 s grace, else 408 (RRP_MIN_BODY_RATE; "
+                        "default 1024; 0: no minimum)")
     p.add_argument(
         "--token-env",
         default="RRP_TOKEN",
@@ -58,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     kwargs: dict = {"host": args.host, "port": args.port}
     for name in ("workers", "max_inflight", "max_batch", "max_frames", "max_body_bytes", "stall_timeout_s",
-                 "header_timeout_s", "body_timeout_s"):
+                 "header_timeout_s", "body_timeout_s", "min_body_rate"):
         value = getattr(args, name)
         if value is not None:
             kwargs[name] = value

@@ -220,7 +220,8 @@ def dockerignore_excludes(path: str) -> bool:
 
 
 def test_dockerignore_sends_only_the_sources():
-    for needed in ("pyproject.toml", "README.md", "servicekit/__init__.py", "game/__init__.py", "evaluator/__init__.py", "ga/__init__.py",
+    for needed in ("pyproject.toml", "README.md", "servicekit/__init__.py", "game/__init__.py", "evaluator/__init__.py",
+                   "ga/__init__.py",
                    "game/tracks/oval.json", "pilot/serve.py"):
         assert not dockerignore_excludes(needed), needed
     for junk in (".git/config", ".venv/bin/python", "runs/x/checkpoint.json", "tests/test_x.py", ".tools/bin/helm",
