@@ -11,6 +11,8 @@ from typing import Any
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from servicekit.launch import port_problem
+
 DEFAULT_PORT = 8000
 
 
@@ -89,6 +91,14 @@ class Settings(BaseSettings):
     def _at_least_one(cls, value: int, info: Any) -> int:
         if value < 1:
             raise ValueError(f"{info.field_name} must be >= 1")
+        return value
+
+    @field_validator("port")
+    @classmethod
+    def _port_in_range(cls, value: int) -> int:
+        problem = port_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("max_inflight")
