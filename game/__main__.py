@@ -122,7 +122,11 @@ def play(args: argparse.Namespace, track: Track, driver: Driver | None, desc: st
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     from game.app import GameRunner
 
-    recorder = _start_recorder(args, track, recording) if args.redis else None
+    try:
+        recorder = _start_recorder(args, track, recording) if args.redis else None
+    except ValueError as exc:  # an unusable Redis URL: recording is what was asked for, so say so and stop
+        print(f"error: --redis / RRP_REDIS: {exc}", file=sys.stderr)
+        return 2
     runner = GameRunner(track, args.mode, recorder=recorder, driver=driver)
     server = None
     if not args.no_api:

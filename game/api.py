@@ -150,6 +150,9 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True, token: st
         if runner.recorder is not None:  # recording trouble is reported, not fatal: the game plays on
             s = runner.recorder.snapshot()
             body["recorder"] = {k: s[k] for k in ("connected", "last_error", "written", "dropped", "session")}
+            if not runner.recorder.running:  # the writer thread is gone: every frame would be dropped
+                body["status"] = "recorder stopped"
+                return JSONResponse(body, status_code=503)
         return body
 
     @app.get("/v1/state", response_model=StateOut)
