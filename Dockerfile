@@ -40,12 +40,13 @@ COPY pyproject.toml ./
 RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(d['dependencies']))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 COPY README.md ./
+COPY servicekit ./servicekit
 COPY game ./game
 COPY evaluator ./evaluator
 COPY ga ./ga
 COPY pilot ./pilot
 RUN pip install --no-deps . \
-    && python -c "import game, evaluator, ga, pilot" \
+    && python -c "import servicekit, game, evaluator, ga, pilot" \
     && rm -rf build ./*.egg-info
 
 # builder-game: the project with the front end's extra (Ursina, Panda3D, Pillow) and the pilot's
@@ -63,9 +64,8 @@ RUN pip install --no-deps . \
     && python -c "import game, evaluator, ga, pilot"
 
 # builder-pilot: the serving image's venv from scratch: the web stack and numpy from the project's
-# dependencies plus the `pilot` extra (onnxruntime, Pillow), and the `pilot` package (with `game`'s
-# sources for its HTTP header deadline; game's lazy __init__ imports no simulation); no numba, no
-# OpenGL, no training framework.
+# dependencies plus the `pilot` extra (onnxruntime, Pillow), the `pilot` package and the services' kit
+# `servicekit` (serving imports nothing of `game`); no numba, no OpenGL, no training framework.
 FROM base AS builder-pilot
 RUN python -m venv /opt/venv
 WORKDIR /src
@@ -73,10 +73,10 @@ COPY pyproject.toml ./
 RUN python -c "import re, tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']; serve = {'numpy', 'pydantic', 'fastapi', 'uvicorn', 'orjson', 'prometheus-client', 'httptools', 'uvloop', 'sniffio'}; print('\n'.join([r for r in d['dependencies'] if re.split('[<>=!~ ;\\[]', r)[0] in serve] + d['optional-dependencies']['pilot']))" > /tmp/requirements-pilot.txt \
     && pip install -r /tmp/requirements-pilot.txt
 COPY README.md ./
-COPY game ./game
+COPY servicekit ./servicekit
 COPY pilot ./pilot
 RUN pip install --no-deps . \
-    && python -c "import pilot.serve, game.slow_clients"
+    && python -c "import pilot.serve, servicekit.launch"
 
 # ---------------------------------------------------------------------------------------------
 # game: headless Ursina renders offscreen through EGL and Mesa's software rasteriser.

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds a request's headers may take (RRP_HEADER_TIMEOUT; default 10)")
     p.add_argument("--body-timeout", dest="body_timeout_s", type=float, default=env.get("body_timeout_s"),
                    help="seconds a request body may take (RRP_BODY_TIMEOUT; default 60)")
+    p.add_argument("--min-body-rate", type=float, default=env.get("min_body_rate"),
+                   help="bytes/s a request body must average after a 5 s grace, else 408 (RRP_MIN_BODY_RATE; "
+                        "default 1024; 0: no minimum)")
     p.add_argument(
         "--token-env",
         default="RRP_TOKEN",
@@ -58,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     kwargs: dict = {"host": args.host, "port": args.port}
     for name in ("workers", "max_inflight", "max_batch", "max_frames", "max_body_bytes", "stall_timeout_s",
-                 "header_timeout_s", "body_timeout_s"):
+                 "header_timeout_s", "body_timeout_s", "min_body_rate"):
         value = getattr(args, name)
         if value is not None:
             kwargs[name] = value
@@ -75,24 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"python -m evaluator: {describe(exc)}", file=sys.stderr)
         return 2
-    import uvicorn
-
     from evaluator.service import create_app
-    from game.slow_clients import header_deadline_protocol
+    from servicekit.launch import serve
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
-        access_log=False,
-        proxy_headers=False,  # no forwarded-for rewriting: nothing here depends on the client address
-        timeout_keep_alive=75,
-        http=header_deadline_protocol(settings.header_timeout_s),
-        timeout_graceful_shutdown=30,
-    )
+    # no forwarded-headers rewriting: nothing here depends on the client address
+    serve(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level,
+          header_timeout_s=settings.header_timeout_s, timeout_graceful_shutdown=30)
     return 0
 
 

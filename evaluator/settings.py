@@ -11,6 +11,8 @@ from typing import Any
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from servicekit.launch import port_problem
+
 DEFAULT_PORT = 8000
 
 
@@ -75,6 +77,8 @@ class Settings(BaseSettings):
     """Seconds a request's headers may take from its first byte (then 408, connection closed)."""
     body_timeout_s: float = Field(default=60.0, validation_alias=AliasChoices("body_timeout_s", "RRP_BODY_TIMEOUT"))
     """Seconds a request body may take to arrive (then 408); it is read before a capacity slot is taken."""
+    min_body_rate: float = 1024.0
+    """Bytes per second a request body must average after a 5 s grace (then 408); 0: no minimum."""
     evaluator_id: str = Field(default_factory=_default_id)
     """Name this evaluator reports in every answer."""
 
@@ -89,6 +93,14 @@ class Settings(BaseSettings):
             raise ValueError(f"{info.field_name} must be >= 1")
         return value
 
+    @field_validator("port")
+    @classmethod
+    def _port_in_range(cls, value: int) -> int:
+        problem = port_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("max_inflight")
     @classmethod
     def _inflight_at_least_one(cls, value: int | None) -> int | None:
@@ -101,6 +113,13 @@ class Settings(BaseSettings):
     def _positive(cls, value: float) -> float:
         if not value > 0:
             raise ValueError("stall, header and body timeouts must be positive")
+        return value
+
+    @field_validator("min_body_rate")
+    @classmethod
+    def _rate_not_negative(cls, value: float) -> float:
+        if not value >= 0:
+            raise ValueError("min_body_rate must be >= 0 (bytes per second; 0: no minimum)")
         return value
 
     @field_validator("max_body_bytes")

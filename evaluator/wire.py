@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 from evaluator.task import EvaluationTask
 from game import bundled_tracks
 from game.race import LapResult
+from servicekit.errors import ServiceError, error_response
 
 
 class EvaluationRequest(BaseModel):
@@ -90,18 +91,11 @@ def bundled_names() -> tuple[str, ...]:
     return tuple(bundled_tracks())
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, field: str | None, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status = status
-        self.field = field
-        self.message = message
-        self.headers = headers or {}
+class ApiError(ServiceError):
+    """A refusal in the services' one error format (:mod:`servicekit.errors`)."""
 
     def response(self) -> JSONResponse:
-        detail = f"{self.field}: {self.message}" if self.field else self.message
-        errors = [{"field": self.field or "", "message": self.message}]
-        return JSONResponse({"detail": detail, "errors": errors}, self.status, headers=self.headers)
+        return error_response(self.status, self.errors, self.headers)
 
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "tuple"}

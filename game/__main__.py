@@ -6,8 +6,9 @@
 An evolved driver is watched from the GA's side, ``python -m ga.replay RUN --watch [-- GAME FLAGS]``,
 which hands its driver to :func:`play`: the game imports nothing above it.
 
-Environment: RRP_PORT, RRP_HOST, RRP_REDIS (same meaning as the flags; flags win). With RRP_GAME_TOKEN
-set (or the variable named by --token-env), every /v1/ request needs ``Authorization: Bearer TOKEN``.
+Environment: RRP_PORT, RRP_HOST, RRP_REDIS, RRP_FORWARDED_ALLOW_IPS (same meaning as the flags; flags win).
+With RRP_GAME_TOKEN set (or the variable named by --token-env), every /v1/ request needs
+``Authorization: Bearer TOKEN``.
 The HTTP API starts first, so requests during start-up get 503 "starting" instead of an error.
 """
 
@@ -46,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default=env.get("RRP_HOST", "127.0.0.1"), help="HTTP bind address (env RRP_HOST)")
     p.add_argument("--port", type=int, default=env.get("RRP_PORT", "8200"),
                    help="HTTP port, 0 = any free port (env RRP_PORT)")
+    p.add_argument("--forwarded-allow-ips", default=env.get("RRP_FORWARDED_ALLOW_IPS") or None,
+                   help="addresses of the proxy in front of the API whose X-Forwarded-For is believed "
+                        "(env RRP_FORWARDED_ALLOW_IPS; default none: the peer's address is the client)")
     p.add_argument("--no-api", action="store_true", help="do not serve the HTTP API")
     p.add_argument("--token-env", default="RRP_GAME_TOKEN",
                    help="environment variable holding the API's bearer token (unset/empty: no auth)")
@@ -120,14 +124,18 @@ def play(args: argparse.Namespace, track: Track, driver: PolicyFor | None, desc:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     from game.app import GameRunner
 
-    recorder = _start_recorder(args, track, recording) if args.redis else None
+    try:
+        recorder = _start_recorder(args, track, recording) if args.redis else None
+    except ValueError as exc:  # an unusable Redis URL: recording is what was asked for, so say so and stop
+        print(f"error: --redis / RRP_REDIS: {exc}", file=sys.stderr)
+        return 2
     runner = GameRunner(track, args.mode, recorder=recorder, driver=driver)
     server = None
     if not args.no_api:
         from game.api import ApiServer
 
         try:
-            server = ApiServer(runner, host=args.host, port=args.port,
+            server = ApiServer(runner, host=args.host, port=args.port, forwarded_allow_ips=args.forwarded_allow_ips,
                                token=os.environ.get(args.token_env) or None).start()
         except RuntimeError as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """The game's HTTP control API (FastAPI), served by uvicorn in a background thread.
 
-Endpoints (JSON unless noted; errors are ``{"detail": "..."}`` with a 4xx status):
+Endpoints (JSON unless noted; errors are the services' one format, ``{"detail": "...", "errors":
+[{"field", "message"}]}``, with a 4xx/5xx status, see :mod:`servicekit.errors`):
 
 - ``GET  /healthz``            200 ``{"status": "ok", ...}`` once the game loop runs, 503 while starting
 - ``GET  /v1/state``           frame, car pose, speed, rays, controls, lap state
@@ -19,9 +20,6 @@ The server is up before the game loop, so a request during start-up gets a clean
 
 from __future__ import annotations
 
-import asyncio
-import hmac
-import json
 import math
 import threading
 from typing import Annotated, Any, Literal
@@ -35,12 +33,15 @@ from game import KEYS, TrackError, bundled_tracks, load_bundled_track
 from game.app import GameRunner, NotReady
 from game.controls import GameError
 from game.prometheus import CONTENT_TYPE, exposition, registry_of
-from game.slow_clients import HEADER_TIMEOUT_S
 from game.state import CarView, LapView
 from game.track_data import TrackData
+from servicekit.errors import error_response
+from servicekit.guards import Admission, BodyPolicy, ByteBudget
+from servicekit.http import HEADER_TIMEOUT_S
 
 MAX_BODY = 64 * 1024
 BODY_TIMEOUT_S = 10.0
+BODY_BUDGET = 256 * MAX_BODY  # bytes of request bodies being received at once, all clients together
 MAX_STEPS = 25 * 600
 Key = Literal["forward", "back", "left", "right"]
 
@@ -124,92 +125,6 @@ def _keys(keys: KeyMap | list[str]) -> Any:
     return keys.model_dump() if isinstance(keys, KeyMap) else list(keys)
 
 
-class RequestGuard:
-    """ASGI middleware in front of every route: bearer token, body size and body time.
-
-    - With a token, everything under ``/v1/`` needs ``Authorization: Bearer TOKEN`` (401);
-      ``/healthz``, ``/metrics`` and the API docs stay open for probes and scrapers.
-    - A declared ``Content-Length`` over ``limit`` is refused with 413 before a byte is read, and
-      the connection is closed so the client cannot make the server drain it.
-    - Otherwise the body is read here, whole, before any route runs: over ``limit`` -> 413 as soon
-      as it is exceeded (chunked uploads too), slower than ``body_timeout_s`` -> 408. A slow
-      client therefore never holds a worker thread or the game loop.
-    """
-
-    def __init__(self, app, limit: int = MAX_BODY, token: str | None = None, body_timeout_s: float | None = None):
-        self.app = app
-        self.limit = limit
-        self.token = token.encode() if token else None
-        self.body_timeout_s = BODY_TIMEOUT_S if body_timeout_s is None else body_timeout_s
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        if self.token is not None and scope["path"].startswith("/v1/") and not self._authorized(scope):
-            return await _reply(send, 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
-                                [(b"www-authenticate", b"Bearer")])
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                return await self._too_large(send, f"request body of {int(value)} bytes")
-        try:
-            body = await asyncio.wait_for(self._read_body(receive), self.body_timeout_s)
-        except _TooLarge:
-            return await self._too_large(send, "request body")
-        except _Disconnected:
-            return None
-        except TimeoutError:
-            return await _reply(send, 408, f"request body not received within {self.body_timeout_s:g} s",
-                                [(b"connection", b"close")])
-        delivered = False
-
-        async def replay():
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body: wait for the disconnect, as the server would
-
-        return await self.app(scope, replay, send)
-
-    def _authorized(self, scope) -> bool:
-        auth = dict(scope.get("headers", ())).get(b"authorization", b"")
-        scheme, _, token = auth.partition(b" ")
-        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.token)
-
-    async def _read_body(self, receive) -> bytes:
-        chunks, seen = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk = message.get("body", b"")
-            seen += len(chunk)
-            if seen > self.limit:
-                raise _TooLarge
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-    async def _too_large(self, send, what: str):
-        await _reply(send, 413, f"{what} too large (limit {self.limit} bytes)", [(b"connection", b"close")])
-
-
-async def _reply(send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *headers]})
-    await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _Disconnected(Exception):
-    pass
-
-
 def create_api(runner: GameRunner, *, allow_track_change: bool = True, token: str | None = None) -> FastAPI:
     app = FastAPI(
         title="RallyRoboPilot game",
@@ -222,16 +137,14 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True, token: st
     async def _invalid(_: Request, exc: RequestValidationError):
         # Only where and what: the offending input is not echoed (it may be NaN or Infinity, which
         # JSON cannot carry, or simply large).
-        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg")), "type": str(e.get("type"))}
+        errors = [(".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body", str(e.get("msg")))
                   for e in exc.errors()]
-        parts = [f"{'.'.join(p for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors]
-        detail = "invalid request: " + "; ".join(parts) if parts else "invalid request"
-        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+        return error_response(422, errors or [("body", "invalid request")])
 
     @app.exception_handler(GameError)
     async def _game_error(_: Request, exc: GameError):
         headers = {"Retry-After": "1"} if isinstance(exc, NotReady) else None
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+        return error_response(exc.status, [("", str(exc))], headers)
 
     def need_ready() -> None:
         if not runner.ready.is_set():
@@ -249,6 +162,9 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True, token: st
         if runner.recorder is not None:  # recording trouble is reported, not fatal: the game plays on
             s = runner.recorder.snapshot()
             body["recorder"] = {k: s[k] for k in ("connected", "last_error", "written", "dropped", "session")}
+            if not runner.recorder.running:  # the writer thread is gone: every frame would be dropped
+                body["status"] = "recorder stopped"
+                return JSONResponse(body, status_code=503)
         return body
 
     @app.get("/v1/state", response_model=StateOut)
@@ -321,22 +237,25 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True, token: st
     def metrics():
         return Response(exposition(metrics_registry), media_type=CONTENT_TYPE)
 
-    return RequestGuard(app, token=token)  # type: ignore[return-value]
+    # Token on /v1/ (probes, metrics and the docs stay open), then the body, whole, before any route runs: a
+    # slow client never holds a worker thread or the game loop (servicekit.guards).
+    return Admission(app, BodyPolicy(MAX_BODY, BODY_TIMEOUT_S), budget=ByteBudget(BODY_BUDGET),  # type: ignore
+                     token=token, protected=lambda method, path: path.startswith("/v1/"))
 
 
 class ApiServer:
     """uvicorn in a daemon thread; ``start`` returns once the socket listens."""
 
     def __init__(self, runner: GameRunner, host: str = "127.0.0.1", port: int = 8200, *,
-                 header_timeout_s: float = HEADER_TIMEOUT_S, **api_kwargs):
+                 header_timeout_s: float = HEADER_TIMEOUT_S, forwarded_allow_ips: str | None = None, **api_kwargs):
         import uvicorn
 
-        self.app = create_api(runner, **api_kwargs)
-        from game.slow_clients import header_deadline_protocol
+        from servicekit.launch import uvicorn_config
 
-        self.config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", access_log=False,
-                                     lifespan="off", timeout_graceful_shutdown=2,
-                                     http=header_deadline_protocol(header_timeout_s))
+        self.app = create_api(runner, **api_kwargs)
+        # X-Forwarded-For names the client (and so its command limit) only from forwarded_allow_ips
+        self.config = uvicorn_config(self.app, host=host, port=port, forwarded_allow_ips=forwarded_allow_ips,
+                                     header_timeout_s=header_timeout_s, lifespan="off", timeout_graceful_shutdown=2)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="game-api", daemon=True)
 

@@ -21,6 +21,11 @@ NO_KEYS: Keys = (False, False, False, False)
 MAX_SCHEDULE_AHEAD = FPS * 60  # frames: a command may name a frame at most one minute ahead
 MAX_PENDING_PER_CLIENT = 256   # pending commands of one client (its address): the rest stay free
 MAX_PENDING = 10_000
+NEAR_FRAMES = FPS * 2          # commands for the next two seconds are "near"; later ones are "far"
+MAX_PENDING_FAR = MAX_PENDING // 2
+"""Far commands may fill only this share of the schedule. A command holds its place until its frame, so
+commands a minute ahead from many addresses (each within its own limit) could otherwise fill the schedule
+for a minute; the near share is left to drivers steering the next frames, and it empties within seconds."""
 COMMAND_LOG = 4096             # settled commands kept for GET /v1/controls/{id}
 
 
@@ -109,6 +114,11 @@ class ControlSchedule:
         pending = self.pending
         if pending >= MAX_PENDING:
             raise GameError(f"too many pending commands ({pending}); wait for some to apply", 429)
+        if frame > now + NEAR_FRAMES:
+            far = sum(len(cmds) for f, cmds in self._by_frame.items() if f > now + NEAR_FRAMES)
+            if far >= MAX_PENDING_FAR:
+                raise GameError(f"too many commands pending more than {NEAR_FRAMES} frames ahead ({far}); "
+                                f"commands for the next {NEAR_FRAMES} frames are still accepted", 429)
         cmd = Command(self._next_id, keys, frame, now, client=client)
         self._next_id += 1
         self._pending_by_client[client] = mine + 1

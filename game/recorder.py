@@ -52,16 +52,31 @@ def redact_url(url: str) -> str:
     """``url`` with its password replaced by ``***``, for logs and messages."""
     try:
         parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        port = parts.port  # raises ValueError for a password with ':' or '/' that is not URL-encoded
     except ValueError:
         return "<unparsable Redis URL>"
-    if parts.password is None:
-        return url
     user = parts.username or ""
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
+    netloc = f"{user}:***@{host}" + (f":{port}" if port is not None else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` is not a usable Redis URL (None when it is): checked before the recorder starts, so a
+    bad URL stops the game at once instead of killing the recorder thread and dropping every frame."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError as exc:
+        return (f"the Redis URL does not parse ({exc}); URL-encode a password holding @ : / # "
+                f"(urllib.parse.quote(password, safe=''))")
+    if parts.scheme not in ("redis", "rediss", "unix") or (parts.scheme != "unix" and not parts.hostname):
+        return "the Redis URL must look like redis://[:PASSWORD@]HOST[:PORT][/DB]"
+    return None
 
 
 def stream_key(session: str, prefix: str = DEFAULT_PREFIX) -> str:
@@ -157,7 +172,15 @@ class FrameRecorder:
         self._started = False
 
     # -- game-loop side ---------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """False once the writer thread has ended while the recorder was meant to run (it said why in the log)."""
+        return not self._started or self._thread.is_alive() or self._stop.is_set()
+
     def start(self) -> FrameRecorder:
+        problem = url_problem(self.url)
+        if problem:
+            raise ValueError(problem)
         if not self._started:
             self._started = True
             self._thread.start()

@@ -89,7 +89,11 @@ def process_env(**extra: str) -> dict[str, str]:
 def die_with_parent() -> None:
     """In the child before exec: SIGKILL it when the test process dies, even without cleaning up
     (``PR_SET_PDEATHSIG``; Linux ties it to the thread that started the child, so tests start processes
-    from their main thread)."""
+    from their main thread). Also restores the default disposition of SIGINT and SIGTERM: an ignored signal
+    stays ignored across exec (a test run under ``nohup ... &`` ignores SIGINT), and Python installs its
+    KeyboardInterrupt handler only where SIGINT is not ignored; tests that send signals need the real thing."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 

@@ -125,7 +125,7 @@ import io, json, sys, importlib.metadata as md
 import numpy as np, uvicorn.loops.uvloop, uvicorn.protocols.http.httptools_impl, PIL.Image
 from pilot.runtime import PilotModel
 from pilot.serve import Settings, create_app, decode_image
-from game.slow_clients import header_deadline_protocol
+from servicekit.http import header_deadline_protocol
 header_deadline_protocol()
 model = PilotModel.load(sys.argv[1])
 create_app(Settings(model=sys.argv[1]))
@@ -133,7 +133,8 @@ buffer = io.BytesIO()
 PIL.Image.fromarray(np.zeros(model.input_size[::-1] + (3,), np.uint8)).save(buffer, format="PNG")
 model.predict(decode_image(buffer.getvalue(), model.input_size, "x")[None], [1.0])
 dists = md.packages_distributions()
-top = {m.split(".")[0] for m in sys.modules} - set(sys.stdlib_module_names) - {"pilot", "game", "cython_runtime"}
+top = {m.split(".")[0] for m in sys.modules} - set(sys.stdlib_module_names) - {"pilot", "game", "servicekit",
+                                                                            "cython_runtime"}
 game = sorted(m for m in sys.modules if m.split(".")[0] == "game")
 print(json.dumps({"game": game, "dists": {m: dists.get(m, []) for m in sorted(top) if not m.startswith("_")}}))
 """
@@ -175,7 +176,7 @@ def test_pilot_image_requirements_cover_what_serving_imports(tmp_path):
     from packaging.utils import canonicalize_name
 
     found = json.loads(probe.stdout)
-    assert found["game"] == ["game", "game.slow_clients"], "serving uses game's header deadline and nothing else"
+    assert found["game"] == [], "serving imports nothing of the game (the image has no game package)"
     imported = {module: {canonicalize_name(d) for d in dists} for module, dists in found["dists"].items()}
     missing = {module: dists for module, dists in imported.items() if not dists & installed}
     assert not missing, f"served code imports modules the pilot image lacks: {missing}"
@@ -219,7 +220,8 @@ def dockerignore_excludes(path: str) -> bool:
 
 
 def test_dockerignore_sends_only_the_sources():
-    for needed in ("pyproject.toml", "README.md", "game/__init__.py", "evaluator/__init__.py", "ga/__init__.py",
+    for needed in ("pyproject.toml", "README.md", "servicekit/__init__.py", "game/__init__.py", "evaluator/__init__.py",
+                   "ga/__init__.py",
                    "game/tracks/oval.json", "pilot/serve.py"):
         assert not dockerignore_excludes(needed), needed
     for junk in (".git/config", ".venv/bin/python", "runs/x/checkpoint.json", "tests/test_x.py", ".tools/bin/helm",

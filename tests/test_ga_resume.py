@@ -109,6 +109,19 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert_same_run(tmp_path / "full", killed)
 
 
+def test_children_get_ctrl_c_even_when_the_test_run_ignores_it():
+    """`nohup pytest &` starts the run with SIGINT ignored, which children inherit across exec: the Ctrl-C
+    test below then failed. The test helpers' preexec restores the default first."""
+    probe = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        out = subprocess.run([sys.executable, "-c", probe], preexec_fn=die_with_parent, capture_output=True,
+                             text=True, timeout=60).stdout
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert out.strip() == "True"
+
+
 def test_ctrl_c_leaves_a_valid_checkpoint(tmp_path):
     out = tmp_path / "int"
     proc = start_cli(*SMALL, "--generations", "200", "--workers", "2", "--out", str(out))

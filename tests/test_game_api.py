@@ -111,7 +111,7 @@ def test_bad_input_gets_clear_4xx_and_the_game_keeps_running(lockstep):
     r = c.post("/v1/step", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and "JSON" in r.json()["detail"]
     r = c.post("/v1/step", content=b"x" * 200_000, headers={"content-type": "application/json"})
-    assert r.status_code == 413 and "too large" in r.json()["detail"]
+    assert r.status_code == 413 and "exceeds the limit" in r.json()["detail"]
     # still alive and still correct
     st = c.post("/v1/step", json={"keys": ["forward"], "steps": 2}).json()
     assert st["frame"] == 2
@@ -226,7 +226,7 @@ def chunked(total: int, piece: int = 8192):
 
 def test_streamed_body_over_the_limit_is_413(lockstep):
     r = lockstep.client.post("/v1/step", content=chunked(200_000), headers={"content-type": "application/json"})
-    assert r.status_code == 413 and "too large" in r.json()["detail"]
+    assert r.status_code == 413 and "exceeds the limit" in r.json()["detail"]
 
 
 def test_declared_big_body_is_refused_before_it_is_read(lockstep):
@@ -237,7 +237,7 @@ def test_declared_big_body_is_refused_before_it_is_read(lockstep):
         reply = s.recv(4096).decode()
         assert reply.startswith("HTTP/1.1 413") and "close" in reply.lower()
         rest = s.recv(4096)  # the server closes instead of waiting for 50 MB
-        while rest and b"too large" in rest:
+        while rest and b"exceeds the limit" in rest:
             rest = s.recv(4096)
         assert rest == b""
 
@@ -309,5 +309,28 @@ def test_slow_headers_are_timed_out_and_keep_alive_still_works(track):
             for _ in range(2):  # complete requests on one connection are not cut short
                 s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        g.close()
+
+
+def test_forwarded_for_from_loopback_does_not_make_new_clients(realtime):
+    """Without a configured proxy, X-Forwarded-For is ignored: a local client naming a new address in every
+    request is still one client, refused past its own limit."""
+    far = realtime.client.get("/v1/state").json()["frame"] + 1000
+    codes = [realtime.client.post("/v1/controls", json={"keys": ["back"], "frame": far},
+                                  headers={"X-Forwarded-For": f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"}
+                                  ).status_code
+             for i in range(MAX_PENDING_PER_CLIENT + 5)]
+    assert codes.count(200) == MAX_PENDING_PER_CLIENT and set(codes[MAX_PENDING_PER_CLIENT:]) == {429}
+
+
+def test_forwarded_for_is_believed_from_the_configured_proxy(track):
+    g = InProcessGame(track, "realtime", forwarded_allow_ips="127.0.0.1").start_loop()
+    try:
+        far = g.client.get("/v1/state").json()["frame"] + 1000
+        codes = {g.client.post("/v1/controls", json={"keys": ["back"], "frame": far},
+                               headers={"X-Forwarded-For": f"10.0.{i // 256}.{i % 256}"}).status_code
+                 for i in range(MAX_PENDING_PER_CLIENT + 5)}
+        assert codes == {200}  # the proxy's clients each have their own limit
     finally:
         g.close()

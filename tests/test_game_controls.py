@@ -56,3 +56,22 @@ def test_unknown_command_ids_are_404():
     with pytest.raises(GameError, match="unknown command id 7") as err:
         ControlSchedule().get(7)
     assert err.value.status == 404
+
+
+def test_many_addresses_scheduling_far_ahead_leave_room_for_the_others():
+    """10,000 clients (one command each, a minute ahead) fill only the far-ahead share of the schedule:
+    a driver sending controls for the next frames is still accepted."""
+    from game.controls import MAX_PENDING, MAX_PENDING_FAR
+
+    s = ControlSchedule()
+    codes = []
+    for i in range(MAX_PENDING):
+        try:
+            s.submit(LEFT, 1499, now=0, client=f"10.0.{i // 256}.{i % 256}")
+            codes.append(200)
+        except GameError as exc:
+            codes.append(exc.status)
+    assert codes.count(200) == MAX_PENDING_FAR and set(codes[MAX_PENDING_FAR:]) == {429}
+    for frame in (0, 1, 25):  # the next second is never crowded out by commands for later
+        assert s.submit(LEFT, frame, now=0, client="driver").frame == frame
+    assert s.pending <= MAX_PENDING

@@ -198,3 +198,22 @@ def test_redis_password_is_redacted_in_messages(capsys):
     assert frames_cli.main(["ls", "--redis", secret_url]) == 2
     err = capsys.readouterr().err
     assert "cannot reach Redis" in err and "hunter2" not in err and ":***@" in err
+
+
+def test_a_password_with_url_characters_is_refused_loudly_not_silently():
+    """A password holding @ : / # not URL-encoded (what compose builds from RRP_REDIS_PASSWORD) used to kill
+    the recorder thread in redact_url while the game played on, dropping every frame."""
+    import subprocess
+    import sys
+
+    bad = "redis://:p@ss:w/rd#x@redis:6379/0"
+    assert redact_url(bad) == "<unparsable Redis URL>"
+    with pytest.raises(ValueError, match="URL-encode a password"):
+        FrameRecorder(bad).start()
+    proc = subprocess.run([sys.executable, "-m", "game", "--no-render", "--no-api", "--redis", bad],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "URL-encode a password" in proc.stderr, proc.stderr
+    from urllib.parse import quote
+
+    good = f"redis://:{quote('p@ss:w/rd#x', safe='')}@redis:6379/0"
+    assert redact_url(good) == "redis://:***@redis:6379/0"

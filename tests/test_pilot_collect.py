@@ -38,7 +38,7 @@ def test_expert_labels_turn_into_exactly_the_pursuit_drivers_keys():
             steering, target = expert.label(st.x, st.y, st.heading, st.speed)
             assert -1.0 <= steering[0] <= 1.0 and 0.0 < target[0] <= 50.0
             keys = keys_from(steering, target, st.speed)
-            assert (keys == driver.act(race)).all()
+            assert (keys == driver.keys(race)).all()
             race.step(keys)
         assert race.results()[0].finished
 

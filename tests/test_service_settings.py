@@ -60,3 +60,12 @@ def test_cgroup_cpu_limit(tmp_path):
     f.write_text("max 100000\n")
     assert _cgroup_cpus(str(f)) is None
     assert _cgroup_cpus(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["-m", "evaluator", "--port", "99999"], "port must be 0..65535, got 99999"),
+    (["-m", "pilot.serve", "--model", "m", "--port", "70000"], "must be 0..65535, got 70000"),
+])
+def test_out_of_range_ports_are_refused(argv, message):
+    proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

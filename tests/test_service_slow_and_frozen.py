@@ -10,9 +10,9 @@ import httpx
 import psutil
 import pytest
 from support import SERVICE_TASK as TASK
+from support import poll, start_evaluators
 from support import service_body as body
 from support import service_genomes as genomes
-from support import start_evaluators
 
 from evaluator import ControllerSpec, EvaluationTask, TrackData
 
@@ -39,6 +39,28 @@ def test_slow_uploads_do_not_take_the_slots_and_are_timed_out():
             s.sendall(b"POST /v1/evaluations HTTP/1.1\r\nHost: x\r\n")  # headers that never end
             assert s.recv(4096).startswith(b"HTTP/1.1 408")
     finally:
+        ev.stop()
+
+
+def test_trickling_uploads_cost_only_themselves():
+    """Eight uploads trickling a byte at a time (four times the capacity of one worker) used to take every
+    read slot: each other request got 503 for the whole body timeout. Now a body must keep a minimum rate;
+    the trickles are cut with 408 on their own and never stand in anyone's way."""
+    (ev,) = start_evaluators(1)
+    slow = [socket.create_connection(("127.0.0.1", ev.port), timeout=60) for _ in range(8)]
+    try:
+        for s in slow:
+            s.sendall(CHUNKED_HEAD + b"1\r\n{\r\n")
+        with httpx.Client(base_url=ev.url, timeout=120) as c:
+            poll(lambda: c.get("/readyz").json()["receiving"] == 8, 30, "the 8 uploads under way")
+            r = c.post("/v1/evaluations", json=body())
+            assert r.status_code == 200, r.text
+        for s in slow:
+            answer = b"".join(iter(lambda s=s: s.recv(4096), b""))  # the whole answer, then the server closes
+            assert answer.startswith(b"HTTP/1.1 408") and b"slower than" in answer, answer
+    finally:
+        for s in slow:
+            s.close()
         ev.stop()
 
 

@@ -1,4 +1,4 @@
-"""A deadline for request headers, for both HTTP services (uvicorn has none).
+"""A deadline for request headers, for every HTTP service (uvicorn has none).
 
 uvicorn times out idle keep-alive connections but not a client that connects and then sends its
 request line and headers a byte at a time: such a connection stays open for as long as the client
