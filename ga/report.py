@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from evaluator import EvaluationTask
-from ga import atomic
 from ga.trace import drive_recorded
+from game import atomic
 
 CSV_FIELDS = (
     "gen", "nevals", "best_lap_s", "mean_lap_s", "finished_share", "best_progress",

@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from evaluator import CONTROLLER_KINDS, ControllerSpec, EvaluationTask, Perturbation
-from ga import atomic, checkpoint, cmaes, report, tracksets
+from ga import checkpoint, cmaes, report, tracksets
 from ga import evolve as genetic
 from ga.baseline import default_max_frames, pursuit_lap
 from ga.checkpoint import CheckpointError
@@ -43,7 +43,7 @@ from ga.evolve import EvolutionState
 from ga.executors import LocalExecutor
 from ga.fleet.errors import EvaluationError
 from ga.toolbox import make_statistics, make_toolbox
-from game import DEFAULT_TRACK, TrackError
+from game import DEFAULT_TRACK, TrackError, atomic
 
 PROG = "ga.run"
 DEFAULT_GENERATIONS = 50
