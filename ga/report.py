@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -140,9 +139,10 @@ def plot_best_lap(path: str | os.PathLike, task: EvaluationTask, genome: Sequenc
 
 
 def main(argv: list[str] | None = None) -> int:
+    from evaluator.best import read_best
     from ga import holdout, tracksets
     from ga.executors import LocalExecutor
-    from ga.replay import ReplayError, load_best
+    from ga.replay import ReplayError
     from game import TrackError
 
     prog = "ga.report"
@@ -161,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--generated must be at least 0, got {args.generated}")
         if args.workers is not None and args.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {args.workers}")
-        task, genome, _ = load_best(run_dir)
-        doc = json.loads((run_dir / "best.json").read_text(encoding="utf-8"))
-        trained = {t.get("track") for t in doc.get("tracks", []) if isinstance(t, dict)} or {doc.get("track")}
+        best = read_best(run_dir)
+        task, genome = best.task, best.genome
+        trained = {t.track for t in best.tracks} or {best.track}
         named, _ = tracksets.parse(args.tracks)
         tracks = named + tracksets.generated(tracksets.held_out_seeds(args.generated))
     except (ReplayError, TrackError, ValueError) as exc:

@@ -331,11 +331,11 @@ BIG_CIRCLE = {"name": "big", "width": 12, "points": [  # a valid 20 km loop whos
 
 
 def write_best_json(folder: Path, task: EvaluationTask, genome: list[float]) -> LapResult:
-    """``folder/best.json`` as ``ga.run`` writes it (genome, controller, task, lap); returns the lap."""
+    """``folder/best.json`` through ``ga.run``'s writer (genome, task, lap); returns the lap."""
+    from evaluator.best import BestRecord
+
     result = task(genome)
-    (folder / "best.json").write_text(json.dumps({
-        "genome": genome, "controller": task.controller.model_dump(mode="json"),
-        "task": task.model_dump(mode="json"), "result": result.to_dict()}))
+    BestRecord(genome=genome, task=task, result=result).write(folder / "best.json")
     return result
 
 
