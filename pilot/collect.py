@@ -218,13 +218,14 @@ def write_with_retries(client: Any, episode: Episode, frames: dict[str, np.ndarr
     except redis.exceptions.RedisError as exc:
         with contextlib.suppress(redis.exceptions.RedisError):
             client.delete(partial_key(episode.session, prefix))  # free what a failed write took
+        said = str(exc).split("caused error: ", 1)[-1].rstrip(".")  # not the pipelined command with its image
         if isinstance(exc, redis.exceptions.OutOfMemoryError):
-            cause = (f"Redis is out of memory ({exc}): export and --delete collected runs "
+            cause = (f"Redis is out of memory ({said}): export and --delete collected runs "
                      "(python -m pilot.dataset export), or give Redis a larger maxmemory")
         elif isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
-            cause = f"Redis unreachable, gave up after {retries} retries over {time.monotonic() - t0:.0f} s: {exc}"
+            cause = f"Redis unreachable, gave up after {retries} retries over {time.monotonic() - t0:.0f} s: {said}"
         else:
-            cause = f"Redis refused the write: {type(exc).__name__}: {exc}"
+            cause = f"Redis refused the write: {type(exc).__name__}: {said}"
         raise CollectError(f"episode {episode.session}: {cause}") from None
 
 
