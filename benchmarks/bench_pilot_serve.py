@@ -46,8 +46,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pilot.card import ModelCard  # noqa: E402
 from pilot.client import PilotClient  # noqa: E402
-from pilot.records import ModelCard  # noqa: E402
 from pilot.runtime import PilotModel, write_card  # noqa: E402
 
 

@@ -11,7 +11,7 @@ The ONNX graph (written by ``pilot.train``):
 - output ``controls``: float32 ``[N, 2]``: steering in [-1, 1] (positive = left) and target
   speed / 50.
 
-The model card ``model.json`` lies beside ``model.onnx`` (``pilot.records.ModelCard``): ``schema_version``,
+The model card ``model.json`` lies beside ``model.onnx`` (``pilot.card.ModelCard``): ``schema_version``,
 ``version`` and ``input: {width, height}``, plus what the training recorded (data, metrics, created).
 
 The model predicts steering and a *target speed*, not the throttle keys: throttle and brake come
@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from pilot.records import ModelCard
+from pilot.card import ModelCard
 
 SPEED_SCALE = 50.0  # m/s: the car's top speed; speeds enter and leave the graph divided by it
 STEER_DEADBAND = 0.1  # |steering| below this holds neither left nor right

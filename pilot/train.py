@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from pilot.records import ModelCard
+from pilot.card import ModelCard
 from pilot.runtime import MODEL_FILE, OUTPUT, SPEED_SCALE, Prediction, keys_from, write_card
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from pilot.records import ModelCard
+from pilot.card import ModelCard
 from pilot.runtime import write_card
 
 SIZE = (32, 24)  # width, height

@@ -175,7 +175,8 @@ def test_pilot_image_requirements_cover_what_serving_imports(tmp_path):
     from packaging.utils import canonicalize_name
 
     found = json.loads(probe.stdout)
-    assert found["game"] == ["game", "game.slow_clients"], "serving uses game's header deadline and nothing else"
+    assert found["game"] == ["game", "game.atomic", "game.records", "game.slow_clients"], \
+        "serving uses game's header deadline and the record base of the model card, nothing else"
     imported = {module: {canonicalize_name(d) for d in dists} for module, dists in found["dists"].items()}
     missing = {module: dists for module, dists in imported.items() if not dists & installed}
     assert not missing, f"served code imports modules the pilot image lacks: {missing}"
