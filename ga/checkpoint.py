@@ -32,12 +32,11 @@ import numpy as np
 from deap import tools
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
 
-from ga import atomic
 from ga.cmaes import StrategyState, strategy_from_json, strategy_to_json
 from ga.config import EvolutionConfig
 from ga.evolve import EvolutionState
 from ga.toolbox import make_individual, make_logbook
-from game import LapResult
+from game import LapResult, atomic
 
 FORMAT = "rallyrobopilot-ga-checkpoint"
 VERSION = 3

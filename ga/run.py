@@ -35,7 +35,8 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from evaluator import CONTROLLER_KINDS, ControllerSpec, EvaluationTask, Perturbation
-from ga import atomic, checkpoint, cmaes, report, tracksets
+from evaluator.best import BestRecord, TrackLap
+from ga import checkpoint, cmaes, report, tracksets
 from ga import evolve as genetic
 from ga.baseline import default_max_frames
 from ga.checkpoint import CheckpointError
@@ -44,7 +45,7 @@ from ga.evolve import EvolutionState
 from ga.executors import LocalExecutor
 from ga.fleet.errors import EvaluationError
 from ga.toolbox import make_statistics, make_toolbox
-from game import DEFAULT_TRACK, TrackError
+from game import DEFAULT_TRACK, TrackError, atomic
 from game.pursuit import pursuit_lap
 from game.tracklist import Purpose, held_out_range
 
@@ -296,24 +297,18 @@ def summary_line(entry: dict, evals_per_s: float) -> str:
             f"  finished {100 * entry['finished']:3.0f}%  evals/s {evals_per_s:6.0f}")
 
 
-def best_document(config: EvolutionConfig, state: EvolutionState) -> dict:
+def best_record(config: EvolutionConfig, state: EvolutionState) -> BestRecord:
     """``best.json``: deterministic (no timings), enough to re-drive the laps anywhere.
 
     ``task`` and ``result`` are those of the run's first track (what a one-track replay
     drives); ``tracks`` lists every track's task and lap result.
     """
     best = state.halloffame[0]
-    return {
-        "genome": list(best),
-        "controller": config.controller.model_dump(mode="json"),
-        "task": config.tasks[0].model_dump(mode="json"),
-        "result": best.results[0].to_dict(),
-        "fitness": best.fitness.values[0],
-        "track": config.track_label,
-        "strategy": config.strategy,
-        "tracks": [{"track": tracksets.task_label(task), "task": task.model_dump(mode="json"),
-                    "result": result.to_dict()} for task, result in zip(config.tasks, best.results, strict=True)],
-    }
+    return BestRecord(
+        genome=list(best), task=config.tasks[0], result=best.results[0], fitness=best.fitness.values[0],
+        track=config.track_label, strategy=config.strategy,
+        tracks=[TrackLap(track=tracksets.task_label(task), task=task, result=result)
+                for task, result in zip(config.tasks, best.results, strict=True)])
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -330,7 +325,7 @@ class Run:
     def refresh(self, state: EvolutionState) -> None:
         """Rewrite best.json and log.csv from a loaded checkpoint (a kill may have landed
         between the checkpoint and these files)."""
-        atomic.write_json(self.dir / "best.json", best_document(self.config, state))
+        best_record(self.config, state).write(self.dir / "best.json")
         report.write_log_csv(self.dir / "log.csv", list(state.logbook), self.wall)
 
     def save(self, state: EvolutionState, seconds: float, nevals: int) -> float:
@@ -341,7 +336,7 @@ class Run:
                           "evals_per_s": round(rate, 2)})
         # The RNG states are taken here, after every draw of this generation.
         checkpoint.save(self.dir / "checkpoint.json", self.config, state, random.getstate(), self.wall)
-        atomic.write_json(self.dir / "best.json", best_document(self.config, state))
+        best_record(self.config, state).write(self.dir / "best.json")
         report.write_log_csv(self.dir / "log.csv", list(state.logbook), self.wall)
         return rate
 

@@ -236,17 +236,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.pilot:
         return drive_one(args, pilot)
-    card = getattr(pilot, "card", {})
-    seen = set(card.get("data", {}).get("tracks", []))
+    card = getattr(pilot, "card", None)  # None for a pilot behind a URL
+    seen = card.seen_tracks if card else set()
     report = evaluate(args.model, tracks, delays, workers=args.workers, seen=seen, max_frames=args.max_frames)
     report["model"] = pilot.version
     print_evaluation(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     if args.update_card and card:
-        card["evaluation"] = {"summary": report["summary"], "tracks": tracks, "delays": delays,
-                              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        (Path(pilot.path).parent / "model.json").write_text(json.dumps(card, indent=1) + "\n")
+        from pilot.runtime import write_card
+
+        write_card(Path(pilot.path).parent, card.model_copy(update={"evaluation": {
+            "summary": report["summary"], "tracks": tracks, "delays": delays,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}))
     return 0
 
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from evaluator import ControllerSpec, EvaluationTask
-from ga import atomic, checkpoint, cmaes
+from ga import checkpoint, cmaes
 from ga.checkpoint import CheckpointError
 from ga.config import EvolutionConfig
 from ga.evolve import initial_generation, next_generation
 from ga.executors import LocalExecutor
 from ga.toolbox import make_statistics, make_toolbox
-from game import DEFAULT_TRACK
+from game import DEFAULT_TRACK, atomic
 
 CONFIG = EvolutionConfig(
     seed=5, strategy="ga", population=6, track_label=DEFAULT_TRACK, hof_size=3,

@@ -111,7 +111,8 @@ def test_cli_refuses_bad_input_with_one_line(redis_server):
 
 def test_an_evolved_controller_labels_with_its_own_steering_and_the_speed_it_reaches(tmp_path):
     """A hand-written mlp genome: always forward, steer towards the side with the farther wall."""
-    from evaluator import ControllerSpec, make_controller
+    from evaluator import ControllerSpec, EvaluationTask, make_controller
+    from evaluator.best import BestRecord
     from pilot.expert import GenomeExpert, make_expert
 
     spec = ControllerSpec(kind="mlp", hidden=(1,))
@@ -121,7 +122,7 @@ def test_an_evolved_controller_labels_with_its_own_steering_and_the_speed_it_rea
     b2 = np.array([1.0, -1.0, -0.2, -0.2])  # forward always, never back; steer beyond a dead zone
     genome = [*w1.ravel(), 0.0, *w2.ravel(), *b2]
     best = tmp_path / "best.json"
-    best.write_text(json.dumps({"genome": genome, "controller": spec.model_dump(), "task": {"track": "oval"}}))
+    BestRecord(genome=genome, task=EvaluationTask(track="oval", controller=spec)).write(best)
     track = track_by_name("oval")
     expert = make_expert(str(best), track)
     assert isinstance(expert, GenomeExpert)
@@ -149,7 +150,7 @@ def test_an_evolved_controller_labels_with_its_own_steering_and_the_speed_it_rea
     for i in range(3):
         assert (together[0][i], together[1][i]) == (alone[i][0][0], alone[i][1][0])
     schedule = tmp_path / "schedule.json"
-    schedule.write_text(json.dumps({"genome": [0.0] * 20, "controller": {"kind": "schedule", "segments": 10},
-                                    "task": {"track": "oval"}}))
+    BestRecord(genome=[0.0] * 20, task=EvaluationTask(
+        track="oval", controller=ControllerSpec(kind="schedule", segments=10))).write(schedule)
     with pytest.raises(ValueError, match="cannot label other poses"):
         make_expert(str(schedule), track)
