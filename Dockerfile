@@ -64,9 +64,9 @@ RUN pip install --no-deps . \
     && python -c "import game, evaluator, ga, pilot"
 
 # builder-pilot: the serving image's venv from scratch: the web stack and numpy from the project's
-# dependencies plus the `pilot` extra (onnxruntime, Pillow), the `pilot` package, the services' kit
-# `servicekit` and `game` for the record base of the model card (game.records, game.atomic: pydantic only;
-# serving imports nothing else of it); no numba, no OpenGL, no training framework.
+# dependencies plus the `pilot` extra (onnxruntime, Pillow), the `pilot` package and the services' kit
+# `servicekit` (with the records' base the model card uses; serving imports nothing of `game`); no numba,
+# no OpenGL, no training framework.
 FROM base AS builder-pilot
 RUN python -m venv /opt/venv
 WORKDIR /src
@@ -75,7 +75,6 @@ RUN python -c "import re, tomllib; d = tomllib.load(open('pyproject.toml', 'rb')
     && pip install -r /tmp/requirements-pilot.txt
 COPY README.md ./
 COPY servicekit ./servicekit
-COPY game ./game
 COPY pilot ./pilot
 RUN pip install --no-deps . \
     && python -c "import pilot.serve, servicekit.launch"

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evaluator.task import EvaluationTask
 from game import LapResult
-from game.records import Record, RecordError
+from servicekit.records import Record, RecordError
 
 
 class BestFileError(RecordError):

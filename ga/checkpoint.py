@@ -36,7 +36,8 @@ from ga.cmaes import StrategyState, strategy_from_json, strategy_to_json
 from ga.config import EvolutionConfig
 from ga.evolve import EvolutionState
 from ga.toolbox import make_individual, make_logbook
-from game import LapResult, atomic
+from game import LapResult
+from servicekit import atomic
 
 FORMAT = "rallyrobopilot-ga-checkpoint"
 VERSION = 3

@@ -24,7 +24,7 @@ import numpy as np
 
 from evaluator import EvaluationTask
 from ga.trace import drive_recorded
-from game import atomic
+from servicekit import atomic
 
 CSV_FIELDS = (
     "gen", "nevals", "best_lap_s", "mean_lap_s", "finished_share", "best_progress",

@@ -45,9 +45,10 @@ from ga.evolve import EvolutionState
 from ga.executors import LocalExecutor
 from ga.fleet.errors import EvaluationError
 from ga.toolbox import make_statistics, make_toolbox
-from game import DEFAULT_TRACK, TrackError, atomic
+from game import DEFAULT_TRACK, TrackError
 from game.pursuit import pursuit_lap
 from game.tracklist import Purpose, held_out_range
+from servicekit import atomic
 
 PROG = "ga.run"
 DEFAULT_GENERATIONS = 50

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator
 
 from game.physics import KEYS
-from game.records import Record, RecordError
+from servicekit.records import Record, RecordError
 
 _JSON_FIELDS = ("rays", "controls")
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from game.records import Record
+from servicekit.records import Record
 
 
 class CardInput(BaseModel):

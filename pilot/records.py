@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, PositiveInt
 
 from game.frame_records import SessionRecord
-from game.records import Record
+from servicekit.records import Record
 
 
 class EpisodeRecord(SessionRecord):

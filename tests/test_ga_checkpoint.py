@@ -13,7 +13,8 @@ from ga.config import EvolutionConfig
 from ga.evolve import initial_generation, next_generation
 from ga.executors import LocalExecutor
 from ga.toolbox import make_statistics, make_toolbox
-from game import DEFAULT_TRACK, atomic
+from game import DEFAULT_TRACK
+from servicekit import atomic
 
 CONFIG = EvolutionConfig(
     seed=5, strategy="ga", population=6, track_label=DEFAULT_TRACK, hof_size=3,

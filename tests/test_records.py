@@ -20,11 +20,11 @@ from evaluator.best import BestFileError, BestRecord, read_best
 from game import LapResult
 from game.frame_records import FrameRecord, GameSession, SessionRecord
 from game.recorder import encode_image, sessions_key, stream_key
-from game.records import RecordError
 from pilot.card import ModelCard
 from pilot.dataset import read_manifest
 from pilot.records import DatasetManifest, EpisodeRecord
 from pilot.runtime import read_card, write_card
+from servicekit.records import RecordError
 
 pytestmark = pytest.mark.slow
 

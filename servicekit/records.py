@@ -6,8 +6,9 @@ writer and one reader going through its model, so the two cannot drift apart unn
 another version of the code (no ``schema_version``, or another number) is refused with one line that
 names the file or key and says what to do, instead of a ``KeyError`` deep inside a reader.
 
-The base is in the bottom layer because the game writes records too (frames, sessions); each model
-lives beside its one writer. The frame records themselves are in ``game.frame_records``.
+The base is in the bottom layer because the game writes records too (frames, sessions) and the pilot's
+serving image reads a model card without the simulation; each model lives beside its one writer. The
+frame records themselves are in ``game.frame_records``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from game import atomic
+from servicekit import atomic
 
 
 class RecordError(ValueError):
