@@ -208,7 +208,7 @@ def test_podman_override_swaps_redis_and_shortens_the_ga_only():
     assert "--requirepass \"$$REDIS_PASSWORD\"" in merged["redis"]["command"][2]
     assert merged["ga"]["command"] == [
         "python", "-m", "ga.run", "--generations", "3", "--population", "32", "--seed", "0",
-        "--evaluators", "dns://evaluator:8000", "--out", "/runs/stage",
+        "--evaluators", "dns://evaluator:8000", "--out", "/runs/compose",
     ]
     assert merged["evaluator"]["deploy"]["replicas"] == 2
     assert merged["evaluator"] == plain["evaluator"] and merged["game"] == plain["game"]
@@ -216,3 +216,33 @@ def test_podman_override_swaps_redis_and_shortens_the_ga_only():
         {k: v for k, v in plain["redis"].items() if k not in ("image", "command")}
     assert {k: v for k, v in merged["ga"].items() if k != "command"} == \
         {k: v for k, v in plain["ga"].items() if k != "command"}
+
+
+def _out(command: list[str]) -> str:
+    return command[command.index("--out") + 1]
+
+
+def test_the_documented_replay_path_is_where_every_compose_ga_writes():
+    """`ga.replay /runs/compose`, as docker-compose.yml and docs/deploy.md write it, finds a best.json
+    whether the stack ran plain or with the podman override (the container stage's, CI's): one name."""
+    documented = set()
+    for path in (COMPOSE, ROOT / "docs" / "deploy.md"):
+        for line in path.read_text().splitlines():
+            if "python -m ga.replay /runs/" in line:
+                documented.add(line.split("python -m ga.replay ", 1)[1].split()[0])
+    assert documented == {"/runs/compose"}
+    for files in ((COMPOSE,), (COMPOSE, PODMAN_OVERRIDE)):
+        proc = compose_config(*files)
+        assert proc.returncode == 0, proc.stderr
+        assert _out(json.loads(proc.stdout)["services"]["ga"]["command"]) == "/runs/compose", files
+    stage = (ROOT / "tools" / "containers" / "stage.sh").read_text()
+    assert ":/runs/compose/best.json" in stage and "/runs/stage" not in stage
+
+
+def test_the_podman_route_says_it_needs_containers_conf():
+    """Without a Docker engine, podman-compose needs the project's podman settings, or every container
+    fails with `error setting rlimit type 7`: the compose section of docs/deploy.md says so."""
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    compose_section = deploy.split("## Docker Compose", 1)[1].split("\n## ", 1)[0]
+    assert "CONTAINERS_CONF=tools/containers/containers.conf podman-compose" in compose_section
+    assert "error setting rlimit type 7" in compose_section

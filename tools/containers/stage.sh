@@ -83,7 +83,7 @@ podman logs "$ga" 2>&1 | sed 's/^/  ga: /'
 [ "$ga_rc" = 0 ] || { podman logs --tail 30 "$ga" >&2; fail "the GA exited with $ga_rc"; }
 printf 'timing: %-24s %6s s\n' "GA done" "$(since "$ga_start")"
 printf 'timing: %-24s %6s s\n' "compose up to GA done" "$(since "$up_start")"
-podman cp "$ga:/runs/stage/best.json" "$work/compose.json"
+podman cp "$ga:/runs/compose/best.json" "$work/compose.json"
 
 # --- check 1: the same configuration on the local executor, in the same image ---------------------
 local_start="$(now)"
