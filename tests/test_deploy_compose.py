@@ -5,6 +5,7 @@ schema (the copy vendored in check-jsonschema), plus the shape the product promi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -246,3 +247,56 @@ def test_the_podman_route_says_it_needs_containers_conf():
     compose_section = deploy.split("## Docker Compose", 1)[1].split("\n## ", 1)[0]
     assert "CONTAINERS_CONF=tools/containers/containers.conf podman-compose" in compose_section
     assert "error setting rlimit type 7" in compose_section
+
+
+STUB = """#!/bin/sh
+printf '%s\\n' "$(basename "$0") $*" >> "$STAGE_CALLS"
+"""
+
+
+def _stage_lib(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """``script`` run after sourcing tools/containers/lib.sh, with podman and podman-compose absent:
+    stand-ins on PATH only write down how they were called (to ``tmp_path / "calls"``)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("podman", "podman-compose"):
+        (bin_dir / tool).write_text(STUB)
+        (bin_dir / tool).chmod(0o755)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RRP_")}
+    return subprocess.run(
+        ["bash", "-c", f"set -euo pipefail; . tools/containers/lib.sh; {script}"], cwd=ROOT, capture_output=True,
+        text=True, env={**clean, "PATH": f"{bin_dir}:/usr/bin:/bin", "STAGE_CALLS": str(tmp_path / "calls"), **env},
+    )
+
+
+def test_each_stage_run_has_a_compose_project_of_its_own(tmp_path):
+    """Two container stages on one host: each names its stack for itself (a name Compose accepts), so
+    neither sees the other's containers, network or volume."""
+    names = set()
+    for _ in range(3):
+        proc = _stage_lib("stage_project", tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        names.add(proc.stdout.strip())
+    assert len(names) == 3 and all(n.startswith("rrp-stage-") for n in names), names
+    for name in names:
+        proc = compose_config(COMPOSE, PODMAN_OVERRIDE, COMPOSE_PROJECT_NAME=name)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["name"] == name
+    given = _stage_lib("stage_project", tmp_path, RRP_STAGE_PROJECT="mine")
+    assert given.stdout.strip() == "mine"
+
+
+def test_a_stage_tears_down_only_its_own_project(tmp_path):
+    """The teardown names the run's project in every podman call, and the script has no other teardown
+    (it used to bring down "rrp-stage", whoever's it was, before starting)."""
+    proc = _stage_lib("stage_down rrp-stage-42-0badcafe", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == [
+        "podman-compose -p rrp-stage-42-0badcafe -f docker-compose.yml -f tools/containers/compose.podman.yml "
+        "down -v -t 5",
+        "podman ps -a --filter label=io.podman.compose.project=rrp-stage-42-0badcafe --format {{.Names}}",
+    ]
+    stage = (ROOT / "tools" / "containers" / "stage.sh").read_text()
+    assert "down -v" not in stage and 'stage_down "$PROJECT"' in stage
+    assert "rrp-stage}" not in stage, "no fixed default name"
