@@ -349,6 +349,7 @@ def evolve(run: Run, state: EvolutionState | None, generations: int, executor: E
     loop = LOOPS[config.strategy]
     toolbox = make_toolbox(config, executor)
     stats = make_statistics()
+    resumed = state is not None
     if state is None:
         random.seed(config.seed)
         np.random.seed(config.seed)
@@ -360,12 +361,24 @@ def evolve(run: Run, state: EvolutionState | None, generations: int, executor: E
         print(summary_line(state.logbook[-1], rate), flush=True)
     else:
         run.refresh(state)
+    first = state.generation
     while state.generation < generations:
         bar.generation = state.generation + 1
         t0 = time.perf_counter()
-        nevals = loop.next_generation(state, config, toolbox, stats, bar)
-        bar.close()
-        rate = run.save(state, time.perf_counter() - t0, nevals)
+        try:
+            nevals = loop.next_generation(state, config, toolbox, stats, bar)
+            bar.close()
+            rate = run.save(state, time.perf_counter() - t0, nevals)
+        except ValueError as exc:
+            # The first generation from a checkpoint is where a state that passed validation but cannot
+            # be continued shows (genes that are not finite, a strategy state that will not save again):
+            # the checkpoint's fault, said in one line; the checkpoint on disk is unchanged (it is written
+            # last, whole or not at all). Later, and in a new run, a ValueError is a bug: its traceback stays.
+            if not resumed:
+                raise
+            raise CheckpointError(f"{run.dir}: cannot continue from its checkpoint (generation {first}): "
+                                  f"{exc}") from exc
+        resumed = False
         print(summary_line(state.logbook[-1], rate), flush=True)
     return state
 
@@ -426,7 +439,10 @@ def prepare(args: argparse.Namespace):
     if (run_dir / "checkpoint.json").exists():
         raise UsageError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                          "or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # /proc/x, a read-only or foreign folder, a file of that name
+        raise UsageError(f"cannot create the run folder {run_dir}: {exc.strerror or exc}") from None
     return Run(run_dir, config, []), None, args.generations or DEFAULT_GENERATIONS, baselines
 
 

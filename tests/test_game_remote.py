@@ -57,7 +57,7 @@ def test_remote_errors_are_clear(game_url):
         with pytest.raises(RemoteGameError, match="unknown track"):
             game.reset(track="atlantis")
         with pytest.raises(RemoteGameError, match="steps"):
-            game.step([True, False, False, False], steps=0)
+            game.advance([True, False, False, False], steps=0)
 
 
 def test_best_json_replay_against_a_game(game_url, tmp_path, capsys):
