@@ -144,9 +144,11 @@ def test_train_cli_refuses_a_folder_that_is_not_a_dataset(tmp_path):
 
 
 def test_train_cli_refuses_a_dataset_with_frames_of_a_held_out_track(tmp_path, capsys):
+    from pilot.records import DatasetManifest
     from pilot.train import main
 
-    (tmp_path / "dataset.json").write_text(json.dumps({"tracks": ["oval", UNSEEN_TRACK]}))
+    DatasetManifest(run="r", frames=0, width=96, height=72, tracks=["oval", UNSEEN_TRACK],
+                    episodes=[]).write(tmp_path / "dataset.json")  # through the manifest's one writer
     assert main([str(tmp_path), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{UNSEEN_TRACK} is held out" in err and not (tmp_path / "m").exists()
