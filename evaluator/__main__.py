@@ -8,7 +8,6 @@ from the environment variable named by ``--token-env`` (default RRP_TOKEN), neve
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import socket
 import sys
@@ -34,20 +33,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        settings = settings_from_args(args)
-    except ValueError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 2
     from evaluator.service import create_app
-    from servicekit.launch import serve
+    from servicekit.launch import run_cli
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # no forwarded-headers rewriting: nothing here depends on the client address
-    serve(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-          header_timeout_s=settings.header_timeout_s, timeout_graceful_shutdown=30)
-    return 0
+    # the evaluator's settings have no forwarded-headers option: nothing here depends on the client address
+    return run_cli(PROG, argv, build_parser, settings_from_args, create_app, timeout_graceful_shutdown=30)
 
 
 if __name__ == "__main__":
