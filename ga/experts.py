@@ -96,6 +96,15 @@ def expert_row(name: str, run_dir: Path, status: str, previous: dict[str, Any] |
     return row
 
 
+def generations_done(run_dir: Path) -> int | None:
+    """Generations evolved so far (after the initial one): the rows of the run's ``log.csv`` minus one."""
+    try:
+        rows = (run_dir / "log.csv").read_text().strip().splitlines()
+    except OSError:
+        return None
+    return max(0, len(rows) - 2)
+
+
 def _gmean(values: list[float]) -> float | None:
     return round(math.exp(math.fsum(map(math.log, values)) / len(values)), 4) if values else None
 
@@ -189,9 +198,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             code = ga_run.main(argv_run)
             seconds = time.perf_counter() - t0
-            stored = ga_run.stored_generations(run_dir)
             row = {**row, "seconds": round(row.get("seconds", 0.0) * (state == "resume") + seconds, 1),
-                   "generations": stored, "ga_run": argv_run if state == "new" else row.get("ga_run", argv_run)}
+                   "generations": generations_done(run_dir),
+                   "ga_run": argv_run if state == "new" else row.get("ga_run", argv_run)}
             status = "done" if code == 0 else "interrupted"
         else:
             status = row.get("status", "done" if (run_dir / "best.json").exists() else "missing")

@@ -21,6 +21,7 @@ def test_held_out_tracks_and_options_it_owns_are_refused(tmp_path, capsys):
     assert not (tmp_path / "oval").exists()
 
 
+@pytest.mark.slow
 def test_one_run_per_track_then_skipped_then_resumed_to_more_generations(tmp_path, monkeypatch, capsys):
     out = tmp_path / "experts"
     assert experts.main(["--tracks", "oval,random-3", "--out", str(out), "--generations", "1", *SMALL]) == 0

@@ -27,6 +27,7 @@ def test_the_shortest_loop_of_a_ring_hugs_its_inner_band():
     assert LAUNCH_S == 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["circuit", "hairpins", "oval", "random-1000000000"])
 def test_no_pursuit_lap_beats_the_bound_and_the_loop_stays_on_the_road(name):
     track = tracklist.load(name)
