@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             status = "done" if code == 0 else "interrupted"
         else:
             status = row.get("status", "done" if (run_dir / "best.json").exists() else "missing")
+            row = {**row, "generations": generations_done(run_dir)}
         table[label] = expert_row(name, run_dir, status, row)
         write_table(out, [table[tracklist.label(n)] for n in names if tracklist.label(n) in table])
         if code != 0:
