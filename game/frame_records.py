@@ -24,12 +24,15 @@ _JSON_FIELDS = ("rays", "controls")
 
 
 class FrameRecord(Record):
-    """One camera frame with what the car sensed, did and where it was; collection adds the labels."""
+    """One camera frame with what the car sensed, did and where it was; collection adds the labels.
+
+    Version 2 added ``expert`` (who labelled a collected frame); a version 1 reader would refuse it as an
+    unknown field, so the version says it first."""
 
     NAME = "frame record"
     REMEDY = "record or collect the frames again with this version (python -m game --redis, python -m pilot.collect)"
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     session: str
     frame: int = Field(ge=0, description="frame index in its episode (restarts at 0 with each reset)")
     image: bytes
@@ -48,6 +51,7 @@ class FrameRecord(Record):
     episode: int | None = Field(None, description="the game's resets so far, or the collection episode index")
     steering: float | None = Field(None, description="label: the expert's steering in -1..1 (collection)")
     target_speed: float | None = Field(None, description="label: the expert's target speed, m/s (collection)")
+    expert: str | None = Field(None, description="who labelled the frame: 'pursuit' or 'genome' (collection)")
 
     @field_validator("controls")
     @classmethod

@@ -3,13 +3,17 @@
     python -m pilot.collect --redis redis://localhost:6379/0 --run r0 \\
         --tracks all,random-0..35 --episodes 200 --frames 300 --workers 2
     python -m pilot.collect ... --run r1 --model models/r0 --dagger 0.7      # a DAgger round
+    python -m pilot.collect ... --run f0 --experts experts/                  # each track's own specialist
 
 A run is a list of episodes, each a pure function of (run seed, episode index): which track, where the
 car starts (the start line, or anywhere on the road at any speed), how much steering noise, and who
 drives (the expert with noise, or the current model for DAgger). The expert (the pursuit baseline, or
-with ``--expert RUN/best.json`` an evolved controller, see ``pilot.expert``) labels every frame
-with its steering and target speed whoever drives, so the data shows how to recover from the mistakes
-the noise and the model make. The same run gives the same frames on one process or many, on one pod
+with ``--expert RUN/best.json`` an evolved controller, or with ``--experts DIR`` each track's own
+specialist from ``python -m ga.experts``, see ``pilot.expert``) labels every frame with its steering and
+target speed whoever drives, so the data shows how to recover from the mistakes the noise and the model
+make. An evolved expert whose look-ahead from a pose fails (crashes, stalls) hands that pose to pursuit,
+and every frame records who labelled it (``expert``: ``genome`` or ``pursuit``). The same run gives the
+same frames on one process or many, on one pod
 or several (``--shard I --shards K``, or a Kubernetes indexed Job's ``JOB_COMPLETION_INDEX``).
 
 Frames come from the game's own renderer (``game.scene.UrsinaRenderer``, offscreen, no HUD) drawn
@@ -68,8 +72,10 @@ class Episode:
 
 
 def plan_run(run: str, tracks: list[str], episodes: int, frames: int, seed: int = 0, dagger: float = 0.0,
-             max_delay: int = 2, expert: str = "pursuit") -> list[Episode]:
-    """The episodes of a run; episode ``i`` drives on ``tracks[i % len(tracks)]``."""
+             max_delay: int = 2, expert: str = "pursuit", experts: dict[str, str] | None = None) -> list[Episode]:
+    """The episodes of a run; episode ``i`` drives on ``tracks[i % len(tracks)]``, labelled by ``expert``, or
+    by ``experts[track]`` (a track's specialist, see :func:`specialists`) where there is one."""
+    experts = experts or {}
     out = []
     for i in range(episodes):
         rng = np.random.default_rng([seed, i])
@@ -78,8 +84,33 @@ def plan_run(run: str, tracks: list[str], episodes: int, frames: int, seed: int 
                            frames=frames, driver="model" if model else "expert",
                            restart=bool(rng.random() < RESTART_SHARE), noise=float(rng.uniform(0.0, MAX_NOISE)),
                            speed_factor=float(rng.uniform(0.8, 1.1)),
-                           delay=int(rng.integers(0, max_delay + 1)) if model else 0, expert=expert))
+                           delay=int(rng.integers(0, max_delay + 1)) if model else 0,
+                           expert=experts.get(tracks[i % len(tracks)], expert)))
     return out
+
+
+def specialists(folder: str, tracks: list[str]) -> dict[str, str]:
+    """Each track's specialist in a ``python -m ga.experts`` folder: ``FOLDER/<track>/best.json`` of a run
+    whose best lap finishes (a specialist that cannot lap its own track teaches nothing); the other tracks
+    are left to pursuit. ValueError when the folder holds none for these tracks."""
+    from pathlib import Path
+
+    from evaluator.best import BestFileError, read_best
+
+    if not Path(folder).is_dir():
+        raise ValueError(f"--experts {folder}: no such folder (python -m ga.experts --out {folder} writes one)")
+    found = {}
+    for name in tracks:
+        path = Path(folder) / tracklist.label(name) / "best.json"
+        try:
+            best = read_best(path)
+        except BestFileError:
+            continue
+        if best.task.controller.kind == "mlp" and best.result is not None and best.result.finished:
+            found[name] = str(path)
+    if not found:
+        raise ValueError(f"--experts {folder}: no finished mlp specialist for any of these tracks")
+    return found
 
 
 class EpisodeDriver:
@@ -104,6 +135,7 @@ class EpisodeDriver:
 
         st, e, rng = self.race.state, self.episode, self.rng
         self.labels = steering, target = self.expert.label(st.x, st.y, st.heading, st.speed)
+        self.sources = self.expert.sources
         if self.model is not None:
             return self.model.act(observation)
         self.noise += -0.1 * self.noise + e.noise * math.sqrt(0.2) * rng.standard_normal()
@@ -128,14 +160,15 @@ def drive_episode(renderer: Any, episode: Episode, model: Any = None) -> dict[st
     options = {"poses": [random_pose(track, rng)]} if episode.restart else None
     driver = EpisodeDriver(env.race, make_expert(episode.expert, track), episode, rng, model)
     rows: dict[str, list] = {k: [] for k in ("image", "steering", "target_speed", "speed", "keys", "x", "y",
-                                             "heading", "rays", "contacts")}
+                                             "heading", "rays", "contacts", "expert")}
 
     def record(observation: dict[str, np.ndarray], keys: np.ndarray) -> None:
         st, race = env.race.state, env.race
         for name, value in (("image", observation["image"]), ("steering", driver.labels[0][0]),
                             ("target_speed", driver.labels[1][0]), ("speed", observation["speed"][0]),
                             ("keys", keys), ("x", st.x[0]), ("y", st.y[0]), ("heading", st.heading[0]),
-                            ("rays", race.observation.rays[0]), ("contacts", race.lap.collisions[0])):
+                            ("rays", race.observation.rays[0]), ("contacts", race.lap.collisions[0]),
+                            ("expert", driver.sources[0])):
             rows[name].append(value)
 
     rollout(env, driver, record, options=options)
@@ -189,6 +222,7 @@ def write_episode(client: Any, episode: Episode, frames: dict[str, np.ndarray], 
         pipe.xadd(scratch, FrameRecord(
             session=episode.session, frame=i, image=encode_image(frames["image"][i], "png"), format="png",
             width=int(width), height=int(height), track=episode.track, episode=episode.index,
+            expert=str(frames["expert"][i]) if "expert" in frames else None,
             controls=dict(zip(KEYS, map(bool, frames["keys"][i]), strict=True)),
             rays=[round(float(r), 3) for r in frames["rays"][i]],
             **{k: float(frames[k][i]) for k in ("steering", "target_speed", "speed", "x", "y", "heading")},
@@ -374,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of episodes the model drives when --model is given")
     p.add_argument("--expert", default=env("RRP_PILOT_EXPERT", "pursuit"),
                    help="who labels the frames: pursuit, or a GA run's best.json (mlp controller)")
+    p.add_argument("--experts", default=env("RRP_PILOT_EXPERTS") or None,
+                   help="a python -m ga.experts folder: each track labelled by its own specialist (the --expert "
+                   "where it has none) (env RRP_PILOT_EXPERTS)")
     p.add_argument("--shard", type=int, default=int(env("RRP_PILOT_SHARD", env("JOB_COMPLETION_INDEX", "0"))),
                    help="this pod's share of the run (env RRP_PILOT_SHARD or JOB_COMPLETION_INDEX)")
     p.add_argument("--shards", type=int, default=int(env("RRP_PILOT_SHARDS", "1")), help="pods sharing the run")
@@ -401,13 +438,14 @@ def main(argv: list[str] | None = None) -> int:
             from pilot.expert import make_expert
 
             make_expert(args.expert, tracklist.load(tracks[0]))
+        experts = specialists(args.experts, tracks) if args.experts else {}
         if args.model:
             from pilot.runtime import PilotModel
 
             if PilotModel.load(args.model).input_size != args.size:
                 raise ValueError(f"--model {args.model} takes another image size than --size {args.size}")
         episodes = plan_run(args.run, tracks, args.episodes, args.frames, args.seed,
-                            args.dagger if args.model else 0.0, expert=args.expert)
+                            args.dagger if args.model else 0.0, expert=args.expert, experts=experts)
         episodes = [e for e in episodes if e.index % args.shards == args.shard]
         if args.retries < 0:
             raise ValueError("--retries must be at least 0")

@@ -5,7 +5,8 @@
 
 A dataset is a folder: ``episodes/NNNNN.npz`` (one per episode: ``image`` uint8 (n, H, W, 3) RGB and
 the per-frame ``steering``, ``target_speed``, ``speed`` (m/s), ``keys`` (n, 4 executed keys), ``x``,
-``y``, ``heading``) and ``dataset.json`` (``pilot.records.DatasetManifest``: the run, frame size, every
+``y``, ``heading``, and ``expert``: who labelled each frame, ``pursuit`` or ``genome``, "" when not
+recorded) and ``dataset.json`` (``pilot.records.DatasetManifest``: the run, frame size, every
 episode's record). Arrays, not
 image files: 100k frames of 96x72 load in seconds, and a numpy file needs no decoder to inspect.
 Keep datasets outside the package tree (the renderer scans the script folder for assets).
@@ -80,6 +81,7 @@ def export_run(url: str, run: str, out: str | os.PathLike, *, prefix: str = "rrp
         rows = [FrameRecord.from_fields(fields, f"{key} entry {_text(entry_id)}") for entry_id, fields in entries]
         arrays = {"image": np.stack([np.asarray(Image.open(io.BytesIO(r.image)).convert("RGB")) for r in rows]),
                   "keys": np.array([[r.controls[k] for k in KEYS] for r in rows], bool),
+                  "expert": np.array([r.expert or "" for r in rows], dtype=str),
                   **{f: np.array([getattr(r, f) for r in rows], float) for f in FIELDS}}
         np.savez(out / "episodes" / f"{meta.index:05d}.npz", **arrays)
         frames += len(rows)
@@ -112,6 +114,7 @@ class Frames:
     episode: np.ndarray  # (n,) running episode number over all datasets
     track: np.ndarray  # (n,) track name
     sources: list[dict[str, Any]]  # per dataset: path, run, frames, tracks
+    expert: np.ndarray | None = None  # (n,) who labelled each frame: "pursuit", "genome", "" (not recorded)
 
     def __len__(self) -> int:
         return len(self.speed)
@@ -122,6 +125,7 @@ def load(paths: list[str | os.PathLike]) -> Frames:
     parts: dict[str, list[np.ndarray]] = defaultdict(list)
     sources, size, n_episodes = [], None, 0
     for path in map(Path, paths):
+        first = len(parts["expert"])
         manifest = read_manifest(path)
         if size not in (None, (manifest.width, manifest.height)):
             raise ValueError(f"{path}: frames are {manifest.width}x{manifest.height}, others {size[0]}x{size[1]}")
@@ -131,16 +135,21 @@ def load(paths: list[str | os.PathLike]) -> Frames:
                 n = len(data["speed"])
                 for name in ("image", "speed", "steering", "target_speed"):
                     parts[name].append(data[name])
+                parts["expert"].append(data["expert"].astype(object) if "expert" in data.files
+                                       else np.full(n, "", dtype=object))
             parts["episode"].append(np.full(n, n_episodes))
             parts["track"].append(np.full(n, meta.track, dtype=object))
             n_episodes += 1
+        who, counts = np.unique(np.concatenate(parts["expert"][first:] or [np.array([], object)]).astype(str),
+                                return_counts=True)
         sources.append({"path": str(path), "run": manifest.run, "frames": manifest.frames,
-                        "tracks": manifest.tracks})
+                        "tracks": manifest.tracks,
+                        "labelled_by": {(w or "unrecorded"): int(c) for w, c in zip(who, counts, strict=True)}})
     if not sources:
         raise ValueError("no dataset given")
     cat = {k: np.concatenate(v) for k, v in parts.items()}
     return Frames(cat["image"], cat["speed"], cat["steering"], cat["target_speed"], cat["episode"],
-                  cat["track"].astype(str), sources)
+                  cat["track"].astype(str), sources, cat["expert"].astype(str))
 
 
 def main(argv: list[str] | None = None) -> int:
