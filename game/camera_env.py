@@ -133,7 +133,8 @@ class RallyRoboPilotCameraEnv(gymnasium.Env):
 
 class RallyRoboPilotCameraVectorEnv(VectorEnv):
     """``num_envs`` cars on one track, advanced together and seen through their own chase cameras, all drawn
-    in one pass: the ray vector environment's batched race with images in."""
+    in one pass: the ray vector environment's batched race with images in. A car whose lap is over is no
+    longer drawn (its observation keeps its last frame)."""
 
     metadata = {"autoreset_mode": AutoresetMode.DISABLED, "render_modes": []}
 
@@ -159,6 +160,7 @@ class RallyRoboPilotCameraVectorEnv(VectorEnv):
             "speed": spaces.Box(P.MAX_REVERSE, P.MAX_SPEED, (num_envs, 1), dtype=np.float64),
         })
         self.action_space = spaces.MultiBinary((num_envs, 4))
+        self._images: np.ndarray | None = None
 
     @property
     def renderer(self) -> Any:
@@ -169,6 +171,7 @@ class RallyRoboPilotCameraVectorEnv(VectorEnv):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """As the ray vector environment's (``options["poses"]``, ``options["start_offset"]``)."""
         rays, info = self.rays.reset(seed=seed, options=options)
+        self._images = None
         return self._observe(rays), info
 
     def step(self, actions: Any):
@@ -179,4 +182,14 @@ class RallyRoboPilotCameraVectorEnv(VectorEnv):
         return self.rays.results()
 
     def _observe(self, rays: np.ndarray) -> dict[str, np.ndarray]:
-        return {"image": camera_frames(self.renderer, self.race), "speed": rays[:, P.N_RAYS:].copy()}
+        race = self.race
+        live = ~race.done
+        if live.all() or self._images is None:
+            images = camera_frames(self.renderer, race)
+        else:  # a car whose lap is over keeps its last frame; only the others are drawn
+            images = self._images.copy()
+            cars = np.flatnonzero(live)
+            if len(cars):
+                images[cars] = self.renderer.draw_many([CarView.of(race, car) for car in cars])
+        self._images = images
+        return {"image": images, "speed": rays[:, P.N_RAYS:].copy()}
