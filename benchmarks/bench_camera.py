@@ -10,7 +10,8 @@ For each version, in a process of its own (one renderer per process), alternatin
   one-camera path's: ``identical``);
 - ``closed loop``: one lap from the camera (``pilot.drive.drive_lap``: render, predict, step) and, where the
   version has it, the laps of 5 image delays driven together (``drive_laps``, as ``pilot.drive --pilot`` does
-  per track), frames/s and CPU ms per frame, with the lap results (the same in both versions).
+  per track), car-frames/s (one prediction each) and CPU ms per car-frame, with the lap results (the same
+  in both versions).
 
 Without ``--model`` the pilot is ``bench_pilot_serve.pilotnet``: this project's PilotNet layout with seeded
 random weights (it drives some way and stalls; both versions drive the same frames). The machine may be
@@ -69,14 +70,21 @@ if hasattr(renderer, "draw_many"):
         report[f"render draw_many batch {n}"] = {"frames_per_s": round(len(poses) / wall),
                                                  "cpu_ms": round(cpu / len(poses) * 1e3, 3),
                                                  "identical": bool(np.array_equal(many, ref))}
+driven = [0]  # car-frames driven: one prediction each (a lap that ended is not predicted any more)
+predict = model.predict
+def counted(images, speeds):
+    driven[0] += len(images)
+    return predict(images, speeds)
+model.predict = counted
 lap, wall, cpu = timed(lambda: D.drive_lap(renderer, track, model, max_frames=frames))
-report["closed loop, one lap"] = {"frames_per_s": round(lap.frames / wall), "cpu_ms": round(cpu / lap.frames * 1e3, 3),
-                                  "lap": lap.to_dict()}
+n, driven[0] = driven[0], 0
+report["closed loop, one lap"] = {"frames_per_s": round(n / wall), "cpu_ms": round(cpu / n * 1e3, 3),
+                                  "frames": n, "lap": lap.to_dict()}
 if hasattr(D, "drive_laps"):
     laps, wall, cpu = timed(lambda: D.drive_laps(renderer, track, model, [0, 1, 2, 3, 4], max_frames=frames))
-    n = sum(lap.frames for lap in laps)
+    n = driven[0]
     report["closed loop, 5 delays together"] = {"frames_per_s": round(n / wall), "cpu_ms": round(cpu / n * 1e3, 3),
-                                                "delay 0 lap": laps[0].to_dict()}
+                                                "frames": n, "delay 0 lap": laps[0].to_dict()}
 report["load_after"] = round(os.getloadavg()[0], 1)
 print(json.dumps(report))
 """
