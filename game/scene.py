@@ -9,7 +9,8 @@ Coordinates: track (x, y) maps to Ursina (x, z); heading h (radians, CCW from +x
 
 Headless (``headless=True``): Panda3D's ``p3headlessgl`` display (EGL + Mesa's software rasteriser,
 no X server, no GPU) with an offscreen window. Camera frames for the recorder and ``/v1/frame``
-come from an offscreen buffer of ``frame_size`` that sees the 3D scene only (no HUD).
+come from an offscreen buffer of ``frame_size`` that sees the 3D scene only (no HUD); the frames of
+many cars come from one such buffer per car, all drawn in one pass (``UrsinaRenderer.draw_many``).
 """
 
 from __future__ import annotations
@@ -189,7 +190,11 @@ def scenery_mesh_data(track: Track, n_trees: int = 140) -> tuple[list, list, lis
 
 
 class UrsinaRenderer:
-    """Draws a ``GameRunner`` state with Ursina; captures camera frames as (H, W, 3) uint8 arrays."""
+    """Draws a ``GameRunner`` state with Ursina; captures camera frames as (H, W, 3) uint8 arrays.
+
+    ``draw`` + ``capture``: the one chase camera (and the window, if any). ``draw_many``: the chase camera's
+    frames of many cars on the track at once, offscreen, each car seen only by its own camera, bit for
+    bit the frames ``draw`` + ``capture`` give (the batched camera environment and data collection)."""
 
     def __init__(self, track: Track, *, headless: bool = False, window_size: tuple[int, int] | None = None,
                  frame_size: tuple[int, int] = (320, 240), hud: bool = True, title: str = "RallyRoboPilot"):
@@ -221,6 +226,7 @@ class UrsinaRenderer:
             except Exception:  # noqa: BLE001 - window managers differ; not essential
                 pass
         self._track_entities: list[Any] = []
+        self._views: list[tuple[Any, Any, Any, Any]] = []  # draw_many's cameras
         self._build_car()
         self._build_hud(hud)
         self._build_capture()
@@ -254,6 +260,9 @@ class UrsinaRenderer:
             entity.setBin("fixed", order)
 
     def _build_car(self) -> None:
+        self.car = self._make_car()
+
+    def _make_car(self) -> Any:
         from ursina import Entity, color
 
         car = Entity()
@@ -265,7 +274,7 @@ class UrsinaRenderer:
                 Entity(parent=car, model="cube", color=color.rgb(0.05, 0.05, 0.05), scale=(0.35, 0.7, 0.75),
                        position=(sx * 0.95, 0.35, sz))
         car.setBin("fixed", 10)
-        self.car = car
+        return car
 
     def _build_hud(self, enabled: bool) -> None:
         from ursina import Entity, Text, camera, color
@@ -298,18 +307,90 @@ class UrsinaRenderer:
         camera.fov = 70
         lens.setFov(self.app.camLens.getFov())
 
+    # -- many cameras per pass ------------------------------------------------------------------------
+    def _build_views(self, capacity: int) -> None:
+        """``capacity`` more chase cameras, each with an offscreen buffer of ``frame_size`` and a car of its own.
+
+        Camera ``i`` has camera mask bit ``i + 1`` and sees only car ``i`` (every car is hidden from every
+        camera but its own); all see the track. Every buffer has the one-camera path's size, lens and
+        viewport, so a pose gives the same image bytes in any of them; one ``renderFrame`` draws them all."""
+        from panda3d.core import BitMask32, Texture
+        from ursina import Entity
+
+        w, h = self.frame_size
+        lens = self._cam.node().getLens()
+        for cam in (self._cam, self.app.cam):  # the one-camera path's cameras see only its car ...
+            cam.node().setCameraMask(BitMask32.bit(0))
+        self.car.hide(BitMask32.allOn())  # ... which the views do not see
+        self.car.show(BitMask32.bit(0))
+        while len(self._views) < capacity:
+            i = len(self._views)
+            if i + 1 >= 31:  # bit 31 is Panda3D's overall bit
+                raise ValueError("at most 30 cameras per pass")
+            tex = Texture(f"view{i}")
+            buffer = self.app.win.makeTextureBuffer(f"view{i}", w, h, tex, True)
+            buffer.setSort(-98 + i)
+            buffer.setClearColor((*SKY, 1))
+            pivot = Entity()
+            cam = self.app.makeCamera(buffer, lens=lens.makeCopy(), mask=BitMask32.bit(i + 1))
+            cam.reparentTo(pivot)
+            car = self._make_car()
+            car.hide(BitMask32.allOn())
+            car.show(BitMask32.bit(i + 1))
+            buffer.setActive(False)
+            self._views.append((buffer, tex, pivot, car))
+
+    def draw_many(self, cars: list[CarView]) -> np.ndarray:
+        """The chase camera's frame of every car in ``cars`` (on this renderer's track), up to 30 drawn in one
+        pass of the graphics engine: ``(len(cars), H, W, 3)`` uint8, each the very image :meth:`draw` then
+        :meth:`capture` give for that pose (same buffer size, lens and viewport; a car sees only its own car).
+        About a third less work per frame than :meth:`draw` + :meth:`capture` (see docs/pilot.md)."""
+        n = len(cars)
+        w, h = self.frame_size
+        out = np.empty((n, h, w, 3), np.uint8)
+        for start in range(0, n, 30):
+            part = cars[start:start + 30]
+            if len(self._views) < len(part):
+                self._build_views(len(part))
+            for i, (buffer, _, pivot, car) in enumerate(self._views):
+                active = i < len(part)
+                buffer.setActive(active)
+                if active:
+                    self._place(car, pivot, part[i])
+            window = self.app.win.isActive()
+            self._buffer.setActive(False)
+            self.app.win.setActive(False)
+            try:
+                # the graphics engine alone: Ursina's per-frame update (input, every entity's update) has no
+                # part in these frames
+                self.app.graphicsEngine.renderFrame()
+            finally:
+                self._buffer.setActive(True)
+                self.app.win.setActive(window)
+                for view in self._views:
+                    view[0].setActive(False)
+            for i in range(len(part)):
+                tex = self._views[i][1]
+                data = np.frombuffer(memoryview(tex.getRamImageAs("RGB")), np.uint8)
+                out[start + i] = data.reshape(h, w, 3)[::-1]
+        return out
+
+    def _place(self, car: Any, camera: Any, pose: CarView) -> None:
+        """Put ``car`` at ``pose`` and ``camera`` behind it (the chase camera: a function of the pose only)."""
+        x, z, h = pose.x, pose.y, pose.heading
+        car.position = (x, 0, z)
+        car.rotation_y = 90 - math.degrees(h)
+        back, up = 11.0, 4.5
+        camera.position = (x - math.cos(h) * back, up, z - math.sin(h) * back)
+        # World up, always: with the camera's own up vector every turn would add roll, and the image
+        # would depend on the driving history instead of the car's pose alone.
+        camera.look_at((x + math.cos(h) * 6, 1.0, z + math.sin(h) * 6), up=self._world_up)
+
     # -- per frame -----------------------------------------------------------------------------------
     def draw(self, car: CarView, lap: LapView | None = None, frame: int = 0) -> None:
         """Place the car and the chase camera at ``car``'s pose (all a camera frame depends on); a
         window's HUD shows ``lap`` at ``frame``."""
-        x, z, h = car.x, car.y, car.heading
-        self.car.position = (x, 0, z)
-        self.car.rotation_y = 90 - math.degrees(h)
-        back, up = 11.0, 4.5
-        self.camera.position = (x - math.cos(h) * back, up, z - math.sin(h) * back)
-        # World up, always: with the camera's own up vector every turn would add roll, and the image
-        # would depend on the driving history instead of the car's pose alone.
-        self.camera.look_at((x + math.cos(h) * 6, 1.0, z + math.sin(h) * 6), up=self._world_up)
+        self._place(self.car, self.camera, car)
         if self.hud is not None and lap is not None:
             best = f"{lap.best_lap_s:.2f} s" if lap.best_lap_s else "--"
             last = f"{lap.last_lap_s:.2f} s" if lap.last_lap_s else "--"

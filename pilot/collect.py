@@ -17,7 +17,9 @@ same frames on one process or many, on one pod
 or several (``--shard I --shards K``, or a Kubernetes indexed Job's ``JOB_COMPLETION_INDEX``).
 
 Frames come from the game's own renderer (``game.scene.UrsinaRenderer``, offscreen, no HUD) drawn
-straight from the simulated pose, not from the 25 FPS game loop. Panda3D allows one renderer per
+straight from the simulated pose, not from the 25 FPS game loop. Episodes of one track are driven
+``--batch`` at a time as one batched race (the camera vector environment), every car's camera drawn in
+one pass; an episode's frames and labels are the same in any batch. Panda3D allows one renderer per
 process, so parallelism is processes. Each finished episode is one stream of frame records
 (``game.frame_records``; ``{prefix}:frames:{run}-{episode}``, PNG images, lossless so training sees what
 driving sees) plus its record in ``{prefix}:sessions`` (``pilot.records.EpisodeRecord``), moved into place
@@ -113,66 +115,99 @@ def specialists(folder: str, tracks: list[str]) -> dict[str, str]:
     return found
 
 
-class EpisodeDriver:
-    """Who drives an episode, as a ``game.rollout.Policy`` of the camera environment: the expert with
-    steering noise (an OU process), sudden swerves and a speed factor, or the model (DAgger, its image
-    ``episode.delay`` frames late). Either way the expert labels the pose: ``labels`` is the last
-    (steering, target speed), read when the frame is recorded."""
+class BatchDriver:
+    """Who drives a batch of episodes on one track, as a ``game.rollout.Policy`` of the camera vector
+    environment: car ``i`` is episode ``i``, driven by the expert with steering noise (an OU process),
+    sudden swerves and a speed factor, or by the model (DAgger, its image ``episode.delay`` frames late).
+    Either way the expert labels the pose: ``labels`` is the last (steering, target speed) per car, read
+    when the frame is recorded. Every car draws from its own episode's ``rng`` and the model sees one car
+    at a time, so an episode's keys and labels do not depend on the batch it lands in."""
 
-    def __init__(self, race: Any, expert: Any, episode: Episode, rng: np.random.Generator, model: Any = None) -> None:
+    def __init__(self, race: Any, expert: Any, episodes: list[Episode], rngs: list[np.random.Generator],
+                 model: Any = None) -> None:
         from pilot.runtime import PilotPolicy
 
-        self.race, self.expert, self.episode, self.rng = race, expert, episode, rng
-        self.model = PilotPolicy(model, episode.delay) if episode.driver == "model" else None
+        self.race, self.expert, self.episodes, self.rngs = race, expert, episodes, rngs
+        self.models = {i: PilotPolicy(model, e.delay) for i, e in enumerate(episodes) if e.driver == "model"}
+        self.speed_factor = np.array([e.speed_factor for e in episodes])
 
     def reset(self) -> None:
-        self.noise, self.swerve, self.swerve_left = 0.0, 0, 0.0
-        if self.model is not None:
-            self.model.reset()
+        n = len(self.episodes)
+        self.noise, self.swerve, self.swerve_left = [0.0] * n, [0] * n, [0.0] * n
+        for model in self.models.values():
+            model.reset()
 
     def act(self, observation: dict[str, np.ndarray]) -> np.ndarray:
         from pilot.runtime import keys_from
 
-        st, e, rng = self.race.state, self.episode, self.rng
+        st = self.race.state
         self.labels = steering, target = self.expert.label(st.x, st.y, st.heading, st.speed)
-        self.sources = self.expert.sources
-        if self.model is not None:
-            return self.model.act(observation)
-        self.noise += -0.1 * self.noise + e.noise * math.sqrt(0.2) * rng.standard_normal()
-        if self.swerve == 0 and rng.random() < SWERVE_RATE * e.noise / MAX_NOISE:
-            self.swerve, self.swerve_left = int(rng.integers(4, 13)), float(rng.choice([-1.0, 1.0]))
-        drive_steer = np.array([self.swerve_left]) if self.swerve else steering + self.noise
-        self.swerve = max(0, self.swerve - 1)
-        return keys_from(drive_steer, target * e.speed_factor, st.speed)[0]
+        self.sources = self.expert.sources  # who labelled each car's pose (a specialist, or pursuit)
+        drive_steer = np.array(steering, dtype=np.float64)
+        for i, (e, rng) in enumerate(zip(self.episodes, self.rngs, strict=True)):
+            if i in self.models:
+                continue
+            self.noise[i] += -0.1 * self.noise[i] + e.noise * math.sqrt(0.2) * rng.standard_normal()
+            if self.swerve[i] == 0 and rng.random() < SWERVE_RATE * e.noise / MAX_NOISE:
+                self.swerve[i], self.swerve_left[i] = int(rng.integers(4, 13)), float(rng.choice([-1.0, 1.0]))
+            drive_steer[i] = self.swerve_left[i] if self.swerve[i] else steering[i] + self.noise[i]
+            self.swerve[i] = max(0, self.swerve[i] - 1)
+        keys = keys_from(drive_steer, target * self.speed_factor, st.speed)
+        for i, model in self.models.items():
+            keys[i] = model.act({"image": observation["image"][i], "speed": observation["speed"][i]})
+        return keys
 
 
-def drive_episode(renderer: Any, episode: Episode, model: Any = None) -> dict[str, np.ndarray]:
-    """Drive one episode and return its frames and labels (arrays with one row per frame)."""
-    from game.camera_env import RallyRoboPilotCameraEnv
+def drive_batch(renderer: Any, episodes: list[Episode], model: Any = None) -> list[dict[str, np.ndarray]]:
+    """Drive episodes of one track (and one frame count and expert) as one batched race, every car's camera
+    drawn in one pass; returns each episode's frames and labels (arrays with one row per frame), the same
+    whatever batch an episode lands in."""
+    from game.camera_env import RallyRoboPilotCameraVectorEnv
     from game.rollout import rollout
     from pilot.expert import make_expert
     from pilot.tracks import track_by_name
 
-    track = track_by_name(episode.track)
-    env = RallyRoboPilotCameraEnv(track=track, renderer=renderer, max_frames=episode.frames, stall_frames=None,
-                                  continuous=True)
-    rng = np.random.default_rng(episode.seed)
-    options = {"poses": [random_pose(track, rng)]} if episode.restart else None
-    driver = EpisodeDriver(env.race, make_expert(episode.expert, track), episode, rng, model)
-    rows: dict[str, list] = {k: [] for k in ("image", "steering", "target_speed", "speed", "keys", "x", "y",
-                                             "heading", "rays", "contacts", "expert")}
+    first = episodes[0]
+    if any((e.track, e.frames, e.expert) != (first.track, first.frames, first.expert) for e in episodes):
+        raise ValueError("a batch drives episodes of one track, frame count and expert")
+    track = track_by_name(first.track)
+    env = RallyRoboPilotCameraVectorEnv(len(episodes), track=track, renderer=renderer, max_frames=first.frames,
+                                        stall_frames=None, continuous=True)
+    rngs = [np.random.default_rng(e.seed) for e in episodes]
+    poses = [random_pose(track, rng) if e.restart else None for e, rng in zip(episodes, rngs, strict=True)]
+    driver = BatchDriver(env.race, make_expert(first.expert, track), episodes, rngs, model)
+    names = ("image", "steering", "target_speed", "speed", "keys", "x", "y", "heading", "rays", "contacts", "expert")
+    rows: list[dict[str, list]] = [{k: [] for k in names} for _ in episodes]
 
     def record(observation: dict[str, np.ndarray], keys: np.ndarray) -> None:
-        st, race = env.race.state, env.race
-        for name, value in (("image", observation["image"]), ("steering", driver.labels[0][0]),
-                            ("target_speed", driver.labels[1][0]), ("speed", observation["speed"][0]),
-                            ("keys", keys), ("x", st.x[0]), ("y", st.y[0]), ("heading", st.heading[0]),
-                            ("rays", race.observation.rays[0]), ("contacts", race.lap.collisions[0]),
-                            ("expert", driver.sources[0])):
-            rows[name].append(value)
+        race = env.race
+        st, rays, contacts, done = race.state, race.observation.rays, race.lap.collisions, race.done
+        steering, target = driver.labels
+        for i, row in enumerate(rows):
+            if done[i]:  # this car's lap ended on an earlier frame: its episode is over
+                continue
+            for name, value in (("image", observation["image"][i]), ("steering", steering[i]),
+                                ("target_speed", target[i]), ("speed", observation["speed"][i, 0]),
+                                ("keys", keys[i]), ("x", st.x[i]), ("y", st.y[i]), ("heading", st.heading[i]),
+                                ("rays", rays[i]), ("contacts", contacts[i]), ("expert", driver.sources[i])):
+                row[name].append(value)
 
-    rollout(env, driver, record, options=options)
-    return {k: np.asarray(v) for k, v in rows.items()}
+    rollout(env, driver, record, options={"poses": poses})
+    return [{k: np.asarray(v) for k, v in row.items()} for row in rows]
+
+
+def drive_episode(renderer: Any, episode: Episode, model: Any = None) -> dict[str, np.ndarray]:
+    """Drive one episode and return its frames and labels (a batch of one)."""
+    return drive_batch(renderer, [episode], model)[0]
+
+
+def batches(episodes: list[Episode], size: int) -> list[list[Episode]]:
+    """Episodes of one track, frame count and expert, ``size`` at most per batch, in track order (a worker
+    rarely rebuilds its scene)."""
+    groups: dict[tuple[str, int, str], list[Episode]] = {}
+    for e in sorted(episodes, key=lambda e: (e.track, e.index)):
+        groups.setdefault((e.track, e.frames, e.expert), []).append(e)
+    return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
 
 
 def random_pose(track: Any, rng: np.random.Generator) -> tuple[float, float, float, float]:
@@ -317,15 +352,15 @@ def _redis(url: str, timeout: float = 30.0) -> Any:
     return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0))
 
 
-def _collect_one(episode: Episode, redis_url: str, prefix: str, size: tuple[int, int],
-                 model_path: str | None, retries: int = RETRIES) -> dict[str, Any]:
-    """Runs in a worker process: one renderer (and model) per process, reused for every episode."""
+def _collect_batch(episodes: list[Episode], redis_url: str, prefix: str, size: tuple[int, int],
+                   model_path: str | None, retries: int = RETRIES) -> dict[str, Any]:
+    """Runs in a worker process: one renderer (and model) per process, reused for every batch."""
     from pilot.tracks import track_by_name
 
     if "renderer" not in _worker:
         from game.scene import UrsinaRenderer
 
-        _worker["renderer"] = UrsinaRenderer(track_by_name(episode.track), headless=True, frame_size=size,
+        _worker["renderer"] = UrsinaRenderer(track_by_name(episodes[0].track), headless=True, frame_size=size,
                                              hud=False)
         _worker["redis"] = _redis(redis_url)
         if model_path:
@@ -333,29 +368,30 @@ def _collect_one(episode: Episode, redis_url: str, prefix: str, size: tuple[int,
 
             _worker["model"] = PilotModel.load(model_path)
     t0 = time.perf_counter()
-    frames = drive_episode(_worker["renderer"], episode, _worker.get("model"))
+    driven = drive_batch(_worker["renderer"], episodes, _worker.get("model"))
     t1 = time.perf_counter()
-    write_with_retries(_worker["redis"], episode, frames, prefix, retries)
-    return {"episode": episode.index, "frames": len(frames["image"]), "drive_s": t1 - t0,
+    for episode, frames in zip(episodes, driven, strict=True):
+        write_with_retries(_worker["redis"], episode, frames, prefix, retries)
+    return {"episodes": len(episodes), "frames": sum(len(f["image"]) for f in driven), "drive_s": t1 - t0,
             "total_s": time.perf_counter() - t0, "pid": os.getpid()}
 
 
 def collect(episodes: list[Episode], redis_url: str, *, workers: int = 1, prefix: str = "rrp",
             size: tuple[int, int] = (96, 72), model_path: str | None = None, progress: bool = True,
-            retries: int = RETRIES) -> dict[str, Any]:
-    """Drive and record ``episodes`` in ``workers`` processes; returns rates for the report.
+            batch: int = 16, retries: int = RETRIES) -> dict[str, Any]:
+    """Drive and record ``episodes`` in ``workers`` processes, episodes of one track ``batch`` at a time as
+    one batched race; returns rates for the report.
 
     Raises :class:`CollectError` when an episode cannot be written (the rest are cancelled) or when, at
     the end, an episode written earlier is no longer complete in Redis."""
     from tqdm import tqdm
 
-    # episodes of one track run back to back, so a worker rarely rebuilds its scene
-    ordered = sorted(episodes, key=lambda e: (e.track, e.index))
     t0 = time.perf_counter()
     done: list[dict[str, Any]] = []
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool, \
             tqdm(total=sum(e.frames for e in episodes), unit="frame", disable=not progress) as bar:
-        futures = [pool.submit(_collect_one, e, redis_url, prefix, size, model_path, retries) for e in ordered]
+        futures = [pool.submit(_collect_batch, b, redis_url, prefix, size, model_path, retries)
+                   for b in batches(episodes, batch)]
         try:
             for future in as_completed(futures):
                 done.append(future.result())
@@ -363,8 +399,9 @@ def collect(episodes: list[Episode], redis_url: str, *, workers: int = 1, prefix
         except CollectError as exc:
             for f in futures:
                 f.cancel()
-            raise CollectError(f"{exc} ({len(done)} of {len(episodes)} episodes written; running the same "
-                               "command again rewrites every episode whole)") from None
+            written = sum(d["episodes"] for d in done)
+            raise CollectError(f"{exc} (batches of {written} of {len(episodes)} episodes written; running the "
+                               "same command again rewrites every episode whole)") from None
     wall = time.perf_counter() - t0
     client = _redis(redis_url)
     if missing := missing_episodes(client, episodes, prefix):
@@ -373,8 +410,8 @@ def collect(episodes: list[Episode], redis_url: str, *, workers: int = 1, prefix
     client.close()
     frames = sum(d["frames"] for d in done)
     busy = sum(d["total_s"] for d in done)
-    return {"episodes": len(done), "frames": frames, "wall_s": round(wall, 2), "workers": workers,
-            "frames_per_s": round(frames / wall, 1),
+    return {"episodes": sum(d["episodes"] for d in done), "frames": frames, "wall_s": round(wall, 2),
+            "workers": workers, "batch": batch, "frames_per_s": round(frames / wall, 1),
             "frames_per_s_per_process": round(frames / busy, 1) if busy else None}
 
 
@@ -401,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=int(env("RRP_PILOT_WORKERS", str(os.cpu_count() or 1))),
                    help="local renderer processes")
     p.add_argument("--seed", type=int, default=int(env("RRP_PILOT_SEED", "0")))
+    p.add_argument("--batch", type=int, default=int(env("RRP_PILOT_BATCH", "16")),
+                   help="episodes of one track driven as one batched race, their cameras drawn in one pass "
+                   "(the frames do not depend on it)")
     p.add_argument("--size", type=_size, default=_size(env("RRP_PILOT_SIZE", "96x72")), help="frame WIDTHxHEIGHT")
     p.add_argument("--model", default=env("RRP_PILOT_MODEL") or None,
                    help="a trained model (folder or model.onnx) that drives the DAgger episodes")
@@ -425,8 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
     try:
-        if args.episodes < 1 or args.frames < 1 or args.workers < 1:
-            raise ValueError("--episodes, --frames and --workers must be positive")
+        if args.episodes < 1 or args.frames < 1 or args.workers < 1 or args.batch < 1:
+            raise ValueError("--episodes, --frames, --workers and --batch must be positive")
         if not 0 <= args.shard < args.shards:
             raise ValueError(f"--shard {args.shard} is not in 0..{args.shards - 1}")
         if not 0.0 <= args.dagger <= 1.0:
@@ -458,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         report = collect(episodes, args.redis, workers=args.workers, prefix=args.prefix, size=args.size,
-                         model_path=args.model, progress=not args.quiet, retries=args.retries)
+                         model_path=args.model, progress=not args.quiet, batch=args.batch, retries=args.retries)
     except CollectError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

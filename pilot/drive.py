@@ -11,8 +11,9 @@ Every frame the game renders the chase camera (the game's own renderer, offscree
 sees that image and the measured speed, and its steering and target speed become the four keys
 (``pilot.runtime.keys_from``); nothing else of the simulation reaches it. ``--delay K`` hands the pilot
 the image of K frames ago, as a slow camera or network would. ``--pilot`` evaluates: one full lap from
-the start line on every track for every delay, each against the pursuit baseline's lap, in ``--workers``
-processes (one renderer each), and prints a table and a summary.
+the start line on every track for every delay, each against the pursuit baseline's lap (the delays of a
+track driven together as one batched race, their cameras drawn in one pass; each lap is the lap it is
+alone), in ``--workers`` processes (one renderer each), and prints a table and a summary.
 """
 
 from __future__ import annotations
@@ -62,12 +63,48 @@ def drive_lap(renderer: Any, track: Any, pilot: Any, *, delay: int = 0, max_fram
     return rollout(lap_env(renderer, track, max_frames), PilotPolicy(pilot, delay), on_frame)[0]
 
 
+class BatchPilot:
+    """One pilot at the wheel of every car of a camera vector environment, car ``i`` seeing the image of
+    ``delays[i]`` frames ago: a ``game.rollout.Policy``. Each car is predicted alone (as in ``drive_lap``), so
+    its lap is the lap it drives alone; a car whose lap is over is not predicted."""
+
+    def __init__(self, race: Any, pilot: Any, delays: list[int]) -> None:
+        from pilot.runtime import PilotPolicy
+
+        self.race = race
+        self.policies = [PilotPolicy(pilot, delay) for delay in delays]
+
+    def reset(self) -> None:
+        for policy in self.policies:
+            policy.reset()
+
+    def act(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        keys = np.zeros((len(self.policies), 4), dtype=bool)
+        done = self.race.done
+        for i, policy in enumerate(self.policies):
+            if not done[i]:
+                keys[i] = policy.act({"image": observation["image"][i], "speed": observation["speed"][i]})
+        return keys
+
+
+def drive_laps(renderer: Any, track: Any, pilot: Any, delays: list[int], *, max_frames: int = 5000) -> list[Any]:
+    """One lap from the start line per delay, driven together as one batched race (every camera drawn in one
+    pass); each the LapResult ``drive_lap`` gives for that delay."""
+    from game.camera_env import RallyRoboPilotCameraVectorEnv
+    from game.rollout import rollout
+
+    env = RallyRoboPilotCameraVectorEnv(len(delays), track=track, renderer=renderer, max_frames=max_frames,
+                                        stall_frames=STALL_FRAMES)
+    return rollout(env, BatchPilot(env.race, pilot, delays))
+
+
 # -- evaluation ---------------------------------------------------------------------------------------
 _worker: dict[str, Any] = {}
 
 
 def _evaluate_track(model_or_url: str, name: str, delays: list[int], max_frames: int) -> list[dict[str, Any]]:
-    """Runs in a worker process: every delay on one track, and the pursuit lap to compare with."""
+    """Runs in a worker process: every delay on one track (one batched race), and the pursuit lap and the
+    lower bound to compare with."""
     from game.bounds import lap_lower_bound
     from game.pursuit import pursuit_lap
     from pilot.tracks import track_by_name
@@ -79,15 +116,14 @@ def _evaluate_track(model_or_url: str, name: str, delays: list[int], max_frames:
         _worker["pilot"] = open_pilot(model_or_url)
         _worker["renderer"] = UrsinaRenderer(track, headless=True, frame_size=_worker["pilot"].input_size, hud=False)
     base, bound = pursuit_lap(track), lap_lower_bound(track)
-    rows = []
-    for delay in delays:
-        t0 = time.perf_counter()
-        lap = drive_lap(_worker["renderer"], track, _worker["pilot"], delay=delay, max_frames=max_frames)
-        rows.append({"track": name, "delay": delay, **lap.to_dict(), "pursuit_lap_s": base.lap_time_s,
-                     "ratio": lap.lap_time_s / base.lap_time_s if lap.finished else None,
-                     "lower_bound_s": bound, "bound_ratio": lap.lap_time_s / bound if lap.finished else None,
-                     "frames_per_s": lap.frames / (time.perf_counter() - t0)})
-    return rows
+    t0 = time.perf_counter()
+    laps = drive_laps(_worker["renderer"], track, _worker["pilot"], delays, max_frames=max_frames)
+    rate = sum(lap.frames for lap in laps) / (time.perf_counter() - t0)  # every delay's lap, driven together
+    return [{"track": name, "delay": delay, **lap.to_dict(), "pursuit_lap_s": base.lap_time_s,
+             "ratio": lap.lap_time_s / base.lap_time_s if lap.finished else None,
+             "lower_bound_s": bound, "bound_ratio": lap.lap_time_s / bound if lap.finished else None,
+             "frames_per_s": rate}
+            for delay, lap in zip(delays, laps, strict=True)]
 
 
 def evaluate(model_or_url: str, tracks: list[str], delays: list[int], *, workers: int = 2,
