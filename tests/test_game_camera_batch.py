@@ -151,7 +151,7 @@ def test_camera_vector_env_is_each_car_alone_bit_for_bit(batch_run):
 def test_collection_batches_give_each_episodes_frames_and_labels(batch_run):
     _, out = batch_run
     keys = [k for k in out.files if k.startswith("one/")]
-    assert len(keys) == 4 * 10
+    assert len(keys) == 4 * 11  # 4 episodes x (image, labels, keys, pose, rays, contacts, who labelled)
     for key in keys:
         a, b = out[key], out["batch/" + key[4:]]
         assert a.dtype == b.dtype and np.array_equal(a, b), key
