@@ -49,7 +49,7 @@ PROG = "rl.train"
 FRAME_LIMIT_FACTOR = 1.5  # frame limit = 1.5 x the pursuit baseline's lap, as ga.run's default
 LOG_FIELDS = ("iteration", "car_frames", "wall_s", "car_frames_per_s", "episodic_return", "finished_share",
               "mean_progress", "mean_lap_s", "eval_fitness", "eval_lap_s", "best_lap_s", "policy_loss", "value_loss",
-              "entropy", "approx_kl", "clipfrac", "lr")
+              "entropy", "approx_kl", "clipfrac", "lr", "collect_s", "update_s")
 
 
 class TrainConfig(BaseModel):
@@ -192,8 +192,11 @@ class Trainer:
         lr = self.ppo.learning_rate
         if self.ppo.anneal_lr:
             lr *= max(0.0, 1.0 - self.car_frames / self.config.car_frames)
+        t0 = time.perf_counter()
         batch, stats = self.collect()
+        t1 = time.perf_counter()
         losses = self.agent.update(batch, self.rng, lr)
+        t2 = time.perf_counter()
         results, eval_frames = self.evaluate()
         self.car_frames += stats.pop("driven") + eval_frames
         self.iteration_index += 1
@@ -204,7 +207,7 @@ class Trainer:
                                                        "car_frames": self.car_frames})
         first = results[0]
         best_first = LapResult.from_dict(self.best["result"])
-        return {**stats, **losses, "lr": lr, "eval_fitness": score,
+        return {**stats, **losses, "lr": lr, "eval_fitness": score, "collect_s": t1 - t0, "update_s": t2 - t1,
                 "eval_lap_s": first.lap_time_s if first.finished else math.nan,
                 "best_lap_s": best_first.lap_time_s if best_first.finished else math.nan,
                 "eval_progress": first.progress, "eval_single_fitness": fitness(first)}
@@ -276,6 +279,8 @@ class Scalars:
                     self.tb.add_scalar(f"charts/{tag}", row[tag], step)
             for tag in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "lr"):
                 self.tb.add_scalar(f"losses/{tag}", row[tag], step)
+            for tag in ("collect_s", "update_s"):
+                self.tb.add_scalar(f"time/{tag}", row[tag], step)
 
     def close(self) -> None:
         if self.tb is not None:

@@ -121,6 +121,11 @@ def test_command_line_writes_a_best_json_the_evaluator_replays(tmp_path, capsys)
     doc = json.loads((out / "best.json").read_text())
     assert doc["strategy"] == "ppo" and doc["tracks"][0]["track"] == "oval"
     assert (out / "log.csv").read_text().startswith("iteration,car_frames")
+    try:
+        import tensorboardX  # noqa: F401
+    except ModuleNotFoundError:  # the rl extra is not installed: log.csv only
+        return
+    assert list((out / "tb").glob("events.out.tfevents.*"))
 
 
 def test_command_line_refuses_held_out_tracks_and_bad_terms(capsys):
