@@ -106,7 +106,10 @@ class Trainer:
         if config.init:
             from evaluator.best import load_best
 
-            _, genes, _ = load_best(config.init)
+            task, genes, _ = load_best(config.init)
+            if task.controller.kind != "mlp" or task.controller.hidden != self.spec.hidden:
+                raise ValueError(f"--init {config.init} holds a {task.controller.describe()} controller; this run's "
+                                 f"actor is {self.spec.describe()} (give the same --hidden)")
             self.agent.actor = export.layers(self.spec, genes)
         self.iteration_index = 0
         self.car_frames = 0
@@ -353,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reward weights, e.g. progress=1,time=0.002,wall=0.05,lap=1,fitness=0 (default progress=1)")
     p.add_argument("--max-frames", type=int, default=None, help="frame limit (default 1.5 x the pursuit lap)")
     p.add_argument("--stall-frames", type=int, default=125)
+    p.add_argument("--action-repeat", type=int, default=4,
+                   help="frames a sampled key set is held in training (default 4; the judged policy acts every frame)")
     p.add_argument("--ray-noise", type=float, default=0.0, help="train with noisy rays (relative std-dev)")
     p.add_argument("--latency", type=int, default=0, help="train with this many frames of key latency")
     p.add_argument("--ppo", default="", help="PPO overrides, e.g. learning_rate=1e-3,ent_coef=0.01,gamma=0.99")
@@ -394,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
             export.controller_spec(hidden)  # validates the sizes (1..64, at most 3 layers)
             config = TrainConfig(tracks=tracks, cars=args.cars, car_frames=int(args.car_frames), hidden=hidden,
                                  seed=args.seed, reward=RewardWeights.parse(args.reward), max_frames=args.max_frames,
-                                 stall_frames=args.stall_frames, ray_noise=args.ray_noise, latency=args.latency,
+                                 stall_frames=args.stall_frames, action_repeat=args.action_repeat,
+                                 ray_noise=args.ray_noise, latency=args.latency,
                                  ppo=_ppo_overrides(args.ppo), init=args.init)
             config.ppo_config()
             label = "+".join(tracklist.label(t) for t in tracks) if len(tracks) <= 3 else f"{len(tracks)}tracks"
@@ -407,6 +413,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{config.reward.describe()}, budget {config.car_frames:,} car-frames -> {run_dir}")
     try:
         trainer = train(config, run_dir, resume=bool(args.resume), progress_bar=not args.no_progress)
+    except (ValueError, OSError) as exc:  # e.g. an --init genome of another shape
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"{PROG}: stopped; continue with: python -m {PROG} --resume {run_dir}", file=sys.stderr)
         return 130

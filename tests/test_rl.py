@@ -128,6 +128,17 @@ def test_command_line_writes_a_best_json_the_evaluator_replays(tmp_path, capsys)
     assert list((out / "tb").glob("events.out.tfevents.*"))
 
 
+def test_init_starts_from_a_best_json_of_the_same_shape(tmp_path, capsys):
+    first = train(TrainConfig(**SMALL), tmp_path / "first", progress_bar=False)
+    second = Trainer(TrainConfig(**{**SMALL, "init": str(tmp_path / "first")}))
+    genes = json.loads((tmp_path / "first" / "best.json").read_text())["genome"]
+    assert export.genome(second.agent.actor) == genes
+    assert first.best["genome"] == genes
+    assert main(["--track", "oval", "--hidden", "9", "--init", str(tmp_path / "first"), "--no-progress",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "same --hidden" in capsys.readouterr().err
+
+
 def test_command_line_refuses_held_out_tracks_and_bad_terms(capsys):
     assert main(["--track", "random-1000000003", "--no-progress"]) == 2
     assert "held out" in capsys.readouterr().err
