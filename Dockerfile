@@ -65,7 +65,8 @@ RUN pip install --no-deps . \
 
 # builder-pilot: the serving image's venv from scratch: the web stack and numpy from the project's
 # dependencies plus the `pilot` extra (onnxruntime, Pillow), the `pilot` package and the services' kit
-# `servicekit` (serving imports nothing of `game`); no numba, no OpenGL, no training framework.
+# `servicekit` (with the records' base the model card uses; serving imports nothing of `game`); no numba,
+# no OpenGL, no training framework.
 FROM base AS builder-pilot
 RUN python -m venv /opt/venv
 WORKDIR /src

@@ -46,8 +46,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pilot.card import ModelCard  # noqa: E402
 from pilot.client import PilotClient  # noqa: E402
-from pilot.runtime import PilotModel  # noqa: E402
+from pilot.runtime import PilotModel, write_card  # noqa: E402
 
 
 def pilotnet(folder: Path, width: int = 96, height: int = 72, seed: int = 0) -> Path:
@@ -93,8 +94,7 @@ def pilotnet(folder: Path, width: int = 96, height: int = 72, seed: int = 0) -> 
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save(model, folder / "model.onnx")
     params = sum(int(np.prod(t.dims)) for t in weights)
-    card = {"version": f"bench-pilotnet-{params}", "input": {"width": width, "height": height}}
-    (folder / "model.json").write_text(json.dumps(card))
+    write_card(folder, ModelCard(version=f"bench-pilotnet-{params}", input={"width": width, "height": height}))
     return folder
 
 

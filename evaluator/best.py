@@ -1,55 +1,72 @@
-"""The one reader of a GA run's ``best.json``: the task, the genome and the stored lap result.
+"""``best.json`` of a GA run: its record model, its one writer and its one reader.
 
-Read by ``python -m ga.replay`` (re-drive it, watch it in the game), ``ga.remote`` (drive it through a
-game's API) and the vision pilot's genome expert, so it lives in the layer all of them may import.
+Written by ``ga.run`` after every generation; read by ``python -m ga.replay`` (re-drive it, watch it in
+the game), ``ga.remote`` (drive it through a game's API), ``ga.report`` and the vision pilot's genome
+expert, so it lives in the layer all of them may import.
 """
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evaluator.task import EvaluationTask
 from game import LapResult
+from servicekit.records import Record, RecordError
 
 
-class BestFileError(ValueError):
+class BestFileError(RecordError):
     """A best.json (or run folder) that cannot be read; the message names the file and the problem."""
 
 
-def load_best(run: str | Path) -> tuple[EvaluationTask, list[float], LapResult | None]:
-    """The task, genome and stored result from ``RUN_DIR/best.json`` (validated); ``run`` is the run
-    folder or the file itself. A controller given beside the task (``{"controller": ...}``) completes a
-    task that names none."""
+class TrackLap(BaseModel):
+    """The best genome's lap on one of the run's tracks."""
+
+    model_config = ConfigDict(extra="forbid")
+    track: str
+    task: EvaluationTask
+    result: LapResult
+
+
+class BestRecord(Record):
+    """The run's best genome with the task that drives it (controller included) and its laps."""
+
+    NAME = "best.json"
+    REMEDY = "rewrite it from the run's checkpoint with python -m ga.run --resume RUN_DIR"
+
+    schema_version: Literal[1] = 1
+    genome: list[float]
+    task: EvaluationTask = Field(description="the first track's task: what a one-track replay drives")
+    result: LapResult | None = Field(None, description="the genome's lap on that task")
+    fitness: float | None = None
+    track: str | None = Field(None, description="the run's track label")
+    strategy: str | None = None
+    tracks: list[TrackLap] = Field(default_factory=list, description="every track's task and lap")
+
+    @model_validator(mode="after")
+    def _genome_fits_the_controller(self) -> Self:
+        need = self.task.controller.genome_length()
+        if len(self.genome) != need:
+            raise ValueError(f"genome has {len(self.genome)} genes, the controller needs {need}")
+        return self
+
+
+def read_best(run: str | os.PathLike) -> BestRecord:
+    """The one reader: ``RUN_DIR/best.json`` (``run`` is the run folder or the file itself), validated."""
     run = Path(run)
     path = run if run.suffix == ".json" else run / "best.json"
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        return BestRecord.read(path)
     except FileNotFoundError:
         raise BestFileError(f"no best.json in {path.parent} (is it a ga.run folder?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BestFileError(f"cannot read {path}: {exc}") from None
-    if not isinstance(doc, dict) or not {"genome", "task"} <= doc.keys() or not isinstance(doc["task"], dict):
-        raise BestFileError(f"{path} is not a ga.run best.json (needs 'genome' and 'task')")
-    task_doc = dict(doc["task"])
-    if "controller" in doc:
-        task_doc.setdefault("controller", doc["controller"])
-    try:
-        task = EvaluationTask.model_validate(task_doc)
-    except ValidationError as exc:
-        raise BestFileError(f"{path}: invalid task: {exc.errors()[0]['msg']}") from None
-    genome = doc["genome"]
-    if not isinstance(genome, list) or not all(isinstance(g, int | float) for g in genome):
-        raise BestFileError(f"{path}: genome must be a list of numbers")
-    if len(genome) != task.controller.genome_length():
-        raise BestFileError(f"{path}: genome has {len(genome)} genes, the controller needs "
-                            f"{task.controller.genome_length()}")
-    stored = None
-    if isinstance(doc.get("result"), dict):
-        try:
-            stored = LapResult.from_dict(doc["result"])
-        except (TypeError, ValueError, KeyError):
-            stored = None
-    return task, [float(g) for g in genome], stored
+    except RecordError as exc:
+        raise BestFileError(str(exc)) from None
+
+
+def load_best(run: str | os.PathLike) -> tuple[EvaluationTask, list[float], LapResult | None]:
+    """The task, genome and stored result of :func:`read_best`."""
+    best = read_best(run)
+    return best.task, best.genome, best.result

@@ -1,17 +1,14 @@
-"""Configuration of the evaluator service: ``RRP_*`` environment variables (pydantic-settings), which
-``python -m evaluator``'s flags override."""
+"""Configuration of the evaluator service, declared once: each option is a flag and an ``RRP_*`` variable
+(:mod:`servicekit.settings`); the variable sets the default, the flag wins."""
 
 from __future__ import annotations
 
 import math
 import os
 import socket
-from typing import Any
+from dataclasses import asdict, dataclass, field
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from servicekit.launch import port_problem
+from servicekit.settings import Option, at_least, common, positive, problem
 
 DEFAULT_PORT = 8000
 
@@ -47,111 +44,58 @@ def _default_id() -> str:
     return os.environ.get("HOSTNAME") or socket.gethostname()
 
 
-class Settings(BaseSettings):
-    """Everything the service needs to know. Each field reads ``RRP_<FIELD>`` from the environment
-    (``RRP_WORKERS``, ``RRP_MAX_INFLIGHT``, ...) unless given explicitly, as the flags do."""
+OPTIONS = [
+    *(o for o in common(port=DEFAULT_PORT, max_body_bytes=16 * 1024 * 1024, body_timeout_s=60.0)
+      if o.name != "forwarded_allow_ips"),  # nothing here depends on the client's address
+    Option("workers", int, None, "worker processes running the simulation (default: the CPUs this process "
+           "may use, capped by a container CPU limit)", at_least(1)),
+    Option("max_inflight", int, None, "evaluation requests taken at once (running + queued for a worker), "
+           "beyond it 503 (default: 2 x workers)", at_least(1)),
+    Option("max_batch", int, 1024, "genomes per request", at_least(1)),
+    Option("max_frames", int, 25 * 60 * 10, "frame limit of one lap (25 frames per simulated second)", at_least(1)),
+    Option("stall_timeout_s", float, 10.0, "seconds without a worker heartbeat before its request fails (503) "
+           "and it is replaced", positive),
+    Option("retry_after_s", int, 1, "seconds a client should wait after a 503 (Retry-After)", at_least(0),
+           also=("RRP_RETRY_AFTER_S",)),
+    Option("evaluator_id", str, None, "name this evaluator reports in every answer (default HOST:PORT)",
+           also=("--id",)),
+]
+"""Every setting of ``python -m evaluator`` but the token, which is read from the variable ``--token-env`` names."""
 
-    model_config = SettingsConfigDict(env_prefix="RRP_", frozen=True, extra="ignore", populate_by_name=True)
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service needs to know; ``python -m evaluator`` builds it from :data:`OPTIONS`, whose
+    checks it applies to values given in code too (ValueError)."""
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    workers: int = Field(default_factory=_default_workers)
-    """Worker processes running the simulation (the event loop never simulates)."""
+    workers: int = field(default_factory=_default_workers)
+    #: evaluation requests accepted at once (running + queued for a worker); beyond it: 503. ``None``
+    #: means two per worker, so a worker never idles while the next request crosses the network
     max_inflight: int | None = None
-    """Evaluation requests accepted at once (running + queued for a worker); beyond it: 503.
-    ``None`` means two per worker, so a worker never idles while the next request crosses the network."""
+    #: bearer token required on POST /v1/evaluations (``None``: no authentication)
     token: str | None = None
-    """Bearer token required on POST /v1/evaluations (``None``: no authentication)."""
+    #: request bodies larger than this are refused with 413 before they are read
     max_body_bytes: int = 16 * 1024 * 1024
-    """Request bodies larger than this are refused with 413 before they are read."""
     max_batch: int = 1024
-    """Genomes in one request."""
     max_frames: int = 25 * 60 * 10
-    """Frame limit of one lap (25 frames per simulated second)."""
     retry_after_s: int = 1
-    """Seconds a client should wait after a 503."""
-    stall_timeout_s: float = Field(default=10.0, validation_alias=AliasChoices("stall_timeout_s", "RRP_STALL_TIMEOUT"))
-    """A worker without a heartbeat for this long is frozen: its request fails (503) and it is replaced."""
-    header_timeout_s: float = Field(default=10.0,
-                                    validation_alias=AliasChoices("header_timeout_s", "RRP_HEADER_TIMEOUT"))
-    """Seconds a request's headers may take from its first byte (then 408, connection closed)."""
-    body_timeout_s: float = Field(default=60.0, validation_alias=AliasChoices("body_timeout_s", "RRP_BODY_TIMEOUT"))
-    """Seconds a request body may take to arrive (then 408); it is read before a capacity slot is taken."""
+    #: a worker without a heartbeat for this long is frozen: its request fails (503) and it is replaced
+    stall_timeout_s: float = 10.0
+    header_timeout_s: float = 10.0
+    #: seconds a request body may take to arrive (then 408); it is read before a capacity slot is taken
+    body_timeout_s: float = 60.0
+    #: bytes per second a request body must average after a 5 s grace (then 408); 0: no minimum
     min_body_rate: float = 1024.0
-    """Bytes per second a request body must average after a 5 s grace (then 408); 0: no minimum."""
-    evaluator_id: str = Field(default_factory=_default_id)
-    """Name this evaluator reports in every answer."""
+    evaluator_id: str = field(default_factory=_default_id)
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        wrong = problem(OPTIONS, asdict(self))
+        if wrong:
+            raise ValueError(wrong)
 
     @property
     def capacity(self) -> int:
         return self.max_inflight if self.max_inflight is not None else 2 * self.workers
-
-    @field_validator("workers", "max_batch", "max_frames")
-    @classmethod
-    def _at_least_one(cls, value: int, info: Any) -> int:
-        if value < 1:
-            raise ValueError(f"{info.field_name} must be >= 1")
-        return value
-
-    @field_validator("port")
-    @classmethod
-    def _port_in_range(cls, value: int) -> int:
-        problem = port_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    @field_validator("max_inflight")
-    @classmethod
-    def _inflight_at_least_one(cls, value: int | None) -> int | None:
-        if value is not None and value < 1:
-            raise ValueError("max_inflight must be >= 1")
-        return value
-
-    @field_validator("stall_timeout_s", "header_timeout_s", "body_timeout_s")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if not value > 0:
-            raise ValueError("stall, header and body timeouts must be positive")
-        return value
-
-    @field_validator("min_body_rate")
-    @classmethod
-    def _rate_not_negative(cls, value: float) -> float:
-        if not value >= 0:
-            raise ValueError("min_body_rate must be >= 0 (bytes per second; 0: no minimum)")
-        return value
-
-    @field_validator("max_body_bytes")
-    @classmethod
-    def _body_at_least_1k(cls, value: int) -> int:
-        if value < 1024:
-            raise ValueError("max_body_bytes must be >= 1024")
-        return value
-
-
-ENV_NAMES = {"stall_timeout_s": "RRP_STALL_TIMEOUT", "header_timeout_s": "RRP_HEADER_TIMEOUT",
-             "body_timeout_s": "RRP_BODY_TIMEOUT"}
-"""Variables whose name is not ``RRP_<FIELD>``."""
-
-
-def describe(error: ValidationError, *, env: bool = False) -> str:
-    """One line for the first problem of a settings error, naming the flag's field or the variable."""
-    err = error.errors(include_url=False)[0]
-    field = str(err["loc"][0]) if err["loc"] else "settings"
-    name = ENV_NAMES.get(field, f"RRP_{field.upper()}") if env else field
-    if err["type"].startswith("int_"):
-        return f"{name} must be an integer, got {err.get('input')!r}"
-    if err["type"].startswith("float_"):
-        return f"{name} must be a number of seconds, got {err.get('input')!r}"
-    return str(err["msg"]).removeprefix("Value error, ")
-
-
-def env_defaults() -> dict:
-    """The ``RRP_*`` variables that are set, validated (the flags override them; the token is read
-    from the variable ``--token-env`` names)."""
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        raise SystemExit(describe(exc, env=True)) from None
-    return {name: getattr(settings, name) for name in settings.model_fields_set if name != "token"}

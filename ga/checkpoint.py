@@ -32,12 +32,12 @@ import numpy as np
 from deap import tools
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
 
-from ga import atomic
 from ga.cmaes import StrategyState, strategy_from_json, strategy_to_json
 from ga.config import EvolutionConfig
 from ga.evolve import EvolutionState
 from ga.toolbox import make_individual, make_logbook
 from game import LapResult
+from servicekit import atomic
 
 FORMAT = "rallyrobopilot-ga-checkpoint"
 VERSION = 3
@@ -179,6 +179,38 @@ def load(path: str | os.PathLike) -> Checkpoint:
     return checkpoint
 
 
+def strategy_problem(state: dict) -> str | None:
+    """What makes a stored strategy state unusable whatever implements the strategy, or None: a number
+    that is not finite, or a covariance matrix ``C`` that is not symmetric positive definite (its square
+    root, which every CMA-ES samples with, would be NaN: the next generation's genomes with it).
+    The shapes are the strategy's own business (``strategy_from_json``)."""
+    for name, value in state.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, list)):
+            continue
+        try:
+            array = np.asarray(value, dtype=float)
+        except (ValueError, TypeError):  # ragged or not numbers: for the strategy's own checks
+            continue
+        if not np.isfinite(array).all():
+            return f"{name} holds NaN or infinite values"
+    covariance = state.get("C")
+    if covariance is None:
+        return None
+    try:
+        c = np.asarray(covariance, dtype=float)
+    except (ValueError, TypeError):
+        return None
+    if c.ndim != 2 or c.shape[0] != c.shape[1] or c.size == 0:
+        return None
+    if not np.allclose(c, c.T, rtol=1e-9, atol=0.0):
+        return "the covariance matrix C is not symmetric"
+    try:
+        np.linalg.cholesky(c)
+    except np.linalg.LinAlgError:
+        return "the covariance matrix C is not positive definite"
+    return None
+
+
 def _restore(doc: _Checkpoint, path: Path) -> Checkpoint:
     config = doc.config
     n_genes = config.genome_length()
@@ -215,9 +247,12 @@ def _restore(doc: _Checkpoint, path: Path) -> Checkpoint:
         raise CheckpointError(f"{path}: invalid numpy RNG state: {exc}") from None
     if (doc.strategy is None) != (config.strategy == "ga"):
         raise CheckpointError(f"{path}: strategy state does not match the {config.strategy!r} strategy")
+    problem = None if doc.strategy is None else strategy_problem(doc.strategy.model_dump())
+    if problem:
+        raise CheckpointError(f"{path}: invalid strategy state: {problem}")
     try:
         strategy = None if doc.strategy is None else strategy_from_json(config, doc.strategy)
-    except ValueError as exc:
+    except (ValueError, ArithmeticError) as exc:  # numpy.linalg.LinAlgError is a ValueError
         raise CheckpointError(f"{path}: {exc}") from None
     try:
         population = [_load_individual(i) for i in doc.population]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -24,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from evaluator import EvaluationTask
-from ga import atomic
 from ga.trace import drive_recorded
+from servicekit import atomic
 
 CSV_FIELDS = (
     "gen", "nevals", "best_lap_s", "mean_lap_s", "finished_share", "best_progress",
@@ -153,9 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from evaluator.best import read_best
     from ga import holdout, tracksets
     from ga.executors import LocalExecutor
-    from ga.replay import ReplayError, load_best
+    from ga.replay import ReplayError
     from game import TrackError, tracklist
 
     prog = "ga.report"
@@ -165,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.workers is not None and args.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {args.workers}")
-        task, genome, _ = load_best(run_dir)
-        doc = json.loads((run_dir / "best.json").read_text(encoding="utf-8"))
-        trained = {t.get("track") for t in doc.get("tracks", []) if isinstance(t, dict)} or {doc.get("track")}
+        best = read_best(run_dir)
+        task, genome = best.task, best.genome
+        trained = {t.track for t in best.tracks} or {best.track}
         tracks, _ = tracksets.parse(args.tracks, tracklist.Purpose.JUDGING)
     except (ReplayError, TrackError, ValueError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -35,7 +35,8 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from evaluator import CONTROLLER_KINDS, ControllerSpec, EvaluationTask, Perturbation
-from ga import atomic, checkpoint, cmaes, report, tracksets
+from evaluator.best import BestRecord, TrackLap
+from ga import checkpoint, cmaes, report, tracksets
 from ga import evolve as genetic
 from ga.baseline import default_max_frames
 from ga.checkpoint import CheckpointError
@@ -47,6 +48,7 @@ from ga.toolbox import make_statistics, make_toolbox
 from game import DEFAULT_TRACK, TrackError
 from game.pursuit import pursuit_lap
 from game.tracklist import Purpose, held_out_range
+from servicekit import atomic
 
 PROG = "ga.run"
 DEFAULT_GENERATIONS = 50
@@ -296,24 +298,18 @@ def summary_line(entry: dict, evals_per_s: float) -> str:
             f"  finished {100 * entry['finished']:3.0f}%  evals/s {evals_per_s:6.0f}")
 
 
-def best_document(config: EvolutionConfig, state: EvolutionState) -> dict:
+def best_record(config: EvolutionConfig, state: EvolutionState) -> BestRecord:
     """``best.json``: deterministic (no timings), enough to re-drive the laps anywhere.
 
     ``task`` and ``result`` are those of the run's first track (what a one-track replay
     drives); ``tracks`` lists every track's task and lap result.
     """
     best = state.halloffame[0]
-    return {
-        "genome": list(best),
-        "controller": config.controller.model_dump(mode="json"),
-        "task": config.tasks[0].model_dump(mode="json"),
-        "result": best.results[0].to_dict(),
-        "fitness": best.fitness.values[0],
-        "track": config.track_label,
-        "strategy": config.strategy,
-        "tracks": [{"track": tracksets.task_label(task), "task": task.model_dump(mode="json"),
-                    "result": result.to_dict()} for task, result in zip(config.tasks, best.results, strict=True)],
-    }
+    return BestRecord(
+        genome=list(best), task=config.tasks[0], result=best.results[0], fitness=best.fitness.values[0],
+        track=config.track_label, strategy=config.strategy,
+        tracks=[TrackLap(track=tracksets.task_label(task), task=task, result=result)
+                for task, result in zip(config.tasks, best.results, strict=True)])
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -330,7 +326,7 @@ class Run:
     def refresh(self, state: EvolutionState) -> None:
         """Rewrite best.json and log.csv from a loaded checkpoint (a kill may have landed
         between the checkpoint and these files)."""
-        atomic.write_json(self.dir / "best.json", best_document(self.config, state))
+        best_record(self.config, state).write(self.dir / "best.json")
         report.write_log_csv(self.dir / "log.csv", list(state.logbook), self.wall)
 
     def save(self, state: EvolutionState, seconds: float, nevals: int) -> float:
@@ -341,7 +337,7 @@ class Run:
                           "evals_per_s": round(rate, 2)})
         # The RNG states are taken here, after every draw of this generation.
         checkpoint.save(self.dir / "checkpoint.json", self.config, state, random.getstate(), self.wall)
-        atomic.write_json(self.dir / "best.json", best_document(self.config, state))
+        best_record(self.config, state).write(self.dir / "best.json")
         report.write_log_csv(self.dir / "log.csv", list(state.logbook), self.wall)
         return rate
 
@@ -353,6 +349,7 @@ def evolve(run: Run, state: EvolutionState | None, generations: int, executor: E
     loop = LOOPS[config.strategy]
     toolbox = make_toolbox(config, executor)
     stats = make_statistics()
+    resumed = state is not None
     if state is None:
         random.seed(config.seed)
         np.random.seed(config.seed)
@@ -364,12 +361,24 @@ def evolve(run: Run, state: EvolutionState | None, generations: int, executor: E
         print(summary_line(state.logbook[-1], rate), flush=True)
     else:
         run.refresh(state)
+    first = state.generation
     while state.generation < generations:
         bar.generation = state.generation + 1
         t0 = time.perf_counter()
-        nevals = loop.next_generation(state, config, toolbox, stats, bar)
-        bar.close()
-        rate = run.save(state, time.perf_counter() - t0, nevals)
+        try:
+            nevals = loop.next_generation(state, config, toolbox, stats, bar)
+            bar.close()
+            rate = run.save(state, time.perf_counter() - t0, nevals)
+        except ValueError as exc:
+            # The first generation from a checkpoint is where a state that passed validation but cannot
+            # be continued shows (genes that are not finite, a strategy state that will not save again):
+            # the checkpoint's fault, said in one line; the checkpoint on disk is unchanged (it is written
+            # last, whole or not at all). Later, and in a new run, a ValueError is a bug: its traceback stays.
+            if not resumed:
+                raise
+            raise CheckpointError(f"{run.dir}: cannot continue from its checkpoint (generation {first}): "
+                                  f"{exc}") from exc
+        resumed = False
         print(summary_line(state.logbook[-1], rate), flush=True)
     return state
 
@@ -430,7 +439,10 @@ def prepare(args: argparse.Namespace):
     if (run_dir / "checkpoint.json").exists():
         raise UsageError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                          "or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # /proc/x, a read-only or foreign folder, a file of that name
+        raise UsageError(f"cannot create the run folder {run_dir}: {exc.strerror or exc}") from None
     return Run(run_dir, config, []), None, args.generations or DEFAULT_GENERATIONS, baselines
 
 

@@ -6,7 +6,8 @@
 An evolved driver is watched from the GA's side, ``python -m ga.replay RUN --watch [-- GAME FLAGS]``,
 which hands its driver to :func:`play`: the game imports nothing above it.
 
-Environment: RRP_PORT, RRP_HOST, RRP_REDIS, RRP_FORWARDED_ALLOW_IPS (same meaning as the flags; flags win).
+Environment: RRP_HOST, RRP_PORT, RRP_FORWARDED_ALLOW_IPS, RRP_REDIS, RRP_RECORD_EVERY, RRP_STREAM_MAXLEN,
+RRP_LOG_LEVEL (declared once in :data:`OPTIONS` with their flags; flags win).
 With RRP_GAME_TOKEN set (or the variable named by --token-env), every /v1/ request needs
 ``Authorization: Bearer TOKEN``.
 The HTTP API starts first, so requests during start-up get 503 "starting" instead of an error.
@@ -25,6 +26,8 @@ from typing import TextIO
 
 from game import DEFAULT_TRACK, Track, TrackError, load_track
 from game.rollout import PolicyFor
+from servicekit.settings import Option, SettingsError, at_least, common, values
+from servicekit.settings import build_parser as kit_parser
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -37,39 +40,41 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+PROG = "python -m game"
+
+OPTIONS = [
+    *(o for o in common(port=8200, max_body_bytes=64 * 1024, body_timeout_s=30.0)
+      if o.name in ("host", "port", "forwarded_allow_ips")),  # the game's body limits are fixed
+    Option("redis", str, None, "record camera frames to this Redis URL (redis://[:PASSWORD@]HOST:6379/0)"),
+    Option("record_every", int, 1, "record every K-th frame", at_least(1)),
+    Option("stream_maxlen", int, 20_000, "frames kept per session stream", at_least(1)),
+    Option("log_level", str, "warning", "log level"),
+]
+"""The game's settings, each a flag and an ``RRP_*`` variable (:mod:`servicekit.settings`); the flags below
+them in :func:`parse_args` say what to play (track, renderer, driver, mode) and have no variable."""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    env = os.environ
-    p = argparse.ArgumentParser(prog="python -m game", description="RallyRoboPilot: drive, serve, record.")
+    p = kit_parser(PROG, "RallyRoboPilot: drive, serve, record.", OPTIONS)
     p.add_argument("--track", default=None, help=f"bundled track name or track JSON path (default {DEFAULT_TRACK}; "
                                                  "when watching an evolved driver, its task's track)")
     p.add_argument("--headless", action="store_true", help="render offscreen (EGL, no display needed)")
     p.add_argument("--no-render", action="store_true", help="no Ursina at all: simulation + HTTP API only")
-    p.add_argument("--host", default=env.get("RRP_HOST", "127.0.0.1"), help="HTTP bind address (env RRP_HOST)")
-    p.add_argument("--port", type=int, default=env.get("RRP_PORT", "8200"),
-                   help="HTTP port, 0 = any free port (env RRP_PORT)")
-    p.add_argument("--forwarded-allow-ips", default=env.get("RRP_FORWARDED_ALLOW_IPS") or None,
-                   help="addresses of the proxy in front of the API whose X-Forwarded-For is believed "
-                        "(env RRP_FORWARDED_ALLOW_IPS; default none: the peer's address is the client)")
     p.add_argument("--no-api", action="store_true", help="do not serve the HTTP API")
     p.add_argument("--token-env", default="RRP_GAME_TOKEN",
                    help="environment variable holding the API's bearer token (unset/empty: no auth)")
     p.add_argument("--mode", choices=["realtime", "lockstep"], default="realtime")
-    p.add_argument("--redis", default=env.get("RRP_REDIS") or None,
-                   help="record camera frames to this Redis (env RRP_REDIS)")
     p.add_argument("--session", default=None, help="recording session id (default: time + random)")
-    p.add_argument("--record-every", type=int, default=1, metavar="K", help="record every K-th frame")
     p.add_argument("--frame-size", type=_size, default=(320, 240), metavar="WxH", help="camera frame size")
     p.add_argument("--image-format", choices=["jpeg", "png"], default="jpeg")
-    p.add_argument("--stream-maxlen", type=int, default=20_000, help="frames kept per session stream")
     p.add_argument("--window-size", type=_size, default=None, metavar="WxH")
     p.add_argument("--driver", choices=["keyboard", "pursuit"], default="keyboard",
                    help="who drives: keyboard/HTTP, or the pure-pursuit baseline")
-    p.add_argument("--log-level", default="warning")
     args = p.parse_args(argv)
-    if not 0 <= args.port <= 65535:
-        p.error(f"--port must be 0..65535, got {args.port}")
-    if args.record_every < 1:
-        p.error("--record-every must be >= 1")
+    try:
+        values(args, OPTIONS)
+    except SettingsError as exc:
+        p.exit(2, f"{PROG}: {exc}\n")
     return args
 
 

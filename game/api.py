@@ -190,7 +190,7 @@ def create_api(runner: GameRunner, *, allow_track_change: bool = True, token: st
             raise GameError("POST /v1/step needs lock-step mode (start the game with --mode lockstep); "
                             "in real-time mode use POST /v1/controls", 409)
         keys = _keys(body.keys)
-        return runner.call(lambda: runner.step(keys, body.steps))
+        return runner.call(lambda: runner.advance(keys, body.steps))
 
     @app.post("/v1/reset", response_model=StateOut)
     def reset(body: ResetIn | None = None):

@@ -9,7 +9,7 @@ Modes
 - ``realtime``: frame k is due at ``t0 + k/25`` on the runner's clock (no drift: every due time is
   computed from t0, never by adding up intervals). Controls sent over HTTP apply at the next frame
   or at exactly the frame they name.
-- ``lockstep``: the game waits; ``step(keys, n)`` advances n frames and returns the state.
+- ``lockstep``: the game waits; ``advance(keys, n)`` (``POST /v1/step``) advances n frames and returns the state.
 
 Frame numbering: ``frame`` is the number of steps taken since the last reset. Controls "for frame k"
 are the keys used by the step that advances the game from frame k to frame k+1; they stay held until
@@ -249,8 +249,9 @@ class GameRunner:
             self.counters["frames_late"] += n - 1
         return n
 
-    def step(self, keys: Any, n: int = 1) -> dict[str, Any]:
-        """Lock-step: hold ``keys`` for ``n`` frames (or until the race is done); returns the state."""
+    def advance(self, keys: Any, n: int = 1) -> dict[str, Any]:
+        """Lock-step (``POST /v1/step``): hold ``keys`` for ``n`` frames (or until the race is done); returns
+        the state. Named ``advance``: ``step`` is the Gymnasium envs' ``step(action)``, of another shape."""
         k = keys_tuple(keys)
         if n < 1:
             raise GameError(f"steps must be >= 1, got {n}", 422)

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from game.frame_records import FrameRecord, SessionRecord
 from game.recorder import DEFAULT_PREFIX, KEYS, redact_url, sessions_key, stream_key
 
 N_RAYS = 15
@@ -38,7 +39,7 @@ def _text(v: Any) -> str:
 def list_sessions(url: str, prefix: str = DEFAULT_PREFIX) -> list[dict[str, Any]]:
     """Sessions with their frame counts (streams found by key, metadata from the sessions hash)."""
     r = _client(url)
-    meta = {_text(k): json.loads(v) for k, v in r.hgetall(sessions_key(prefix)).items()}
+    meta = {_text(k): _session(r, prefix, _text(k), v) for k, v in r.hgetall(sessions_key(prefix)).items()}
     found: dict[str, dict[str, Any]] = {}
     for key in r.scan_iter(match=f"{prefix}:frames:*", count=500):
         session = _text(key).split(":", 2)[2]
@@ -53,6 +54,14 @@ def list_sessions(url: str, prefix: str = DEFAULT_PREFIX) -> list[dict[str, Any]
     return out
 
 
+def _session(r: Any, prefix: str, session: str, raw: bytes | None) -> dict[str, Any]:
+    """A sessions-hash entry (any kind) as a dict without its schema version; {} when there is none."""
+    if raw is None:
+        return {}
+    record = SessionRecord.from_json(raw, f"{sessions_key(prefix)}[{session}]")
+    return record.model_dump(exclude={"schema_version"}, exclude_none=True)
+
+
 def export_session(
     url: str, session: str, out: str | os.PathLike, *, prefix: str = DEFAULT_PREFIX,
     limit: int | None = None, batch: int = 200,
@@ -65,8 +74,7 @@ def export_session(
     out = Path(out)
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
-    meta_raw = r.hget(sessions_key(prefix), session)
-    meta = json.loads(meta_raw) if meta_raw else {}
+    meta = _session(r, prefix, session, r.hget(sessions_key(prefix), session))
     header = ["frame", "image", *KEYS, "speed", *[f"ray_{i}" for i in range(N_RAYS)], "x", "y", "heading",
               "progress", "stream_id", "episode", "track"]
     episodes: list[dict[str, Any]] = []
@@ -82,26 +90,21 @@ def export_session(
             if not entries:
                 break
             for entry_id, fields in entries:
-                f = {_text(k): v for k, v in fields.items()}
-                frame = int(f["frame"])
-                ext = "jpg" if _text(f.get("format", "jpeg")) == "jpeg" else "png"
+                f = FrameRecord.from_fields(fields, f"{key} entry {_text(entry_id)}")
+                ext = "jpg" if f.format == "jpeg" else "png"
                 name = f"{n:06d}.{ext}"
-                episode = int(_text(f.get("episode", "0")) or 0)
-                track = _text(f.get("track", meta.get("track", "")))
-                if not episodes or (episodes[-1]["episode"], episodes[-1]["track"]) != (episode, track):
-                    episodes.append({"episode": episode, "track": track, "first_row": n, "frames": 0})
+                episode = f.episode or 0
+                if not episodes or (episodes[-1]["episode"], episodes[-1]["track"]) != (episode, f.track):
+                    episodes.append({"episode": episode, "track": f.track, "first_row": n, "frames": 0})
                 episodes[-1]["frames"] += 1
-                (images / name).write_bytes(f["image"])
-                controls = json.loads(_text(f.get("controls", "{}")))
-                rays = json.loads(_text(f["rays"])) if "rays" in f else [""] * N_RAYS
-                row = [frame, f"images/{name}", *[int(bool(controls.get(k, False))) for k in KEYS],
-                       _text(f.get("speed", "")), *rays,
-                       *[_text(f.get(k, "")) for k in ("x", "y", "heading", "progress")], _text(entry_id),
-                       episode, track]
+                (images / name).write_bytes(f.image)
+                row = [f.frame, f"images/{name}", *[int(f.controls[k]) for k in KEYS], repr(f.speed), *f.rays,
+                       *["" if v is None else repr(v) for v in (f.x, f.y, f.heading, f.progress)],
+                       _text(entry_id), episode, f.track]
                 writer.writerow(row)
                 n += 1
-                first = frame if first is None else first
-                last = frame
+                first = f.frame if first is None else first
+                last = f.frame
             last_id = _text(entries[-1][0])
             start = "(" + last_id
     summary = {"session": session, "frames": n, "first_frame": first, "last_frame": last, "out": str(out),
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             summary = export_session(args.redis, args.session, args.out, limit=args.limit)
             print(json.dumps(summary))
-    except LookupError as exc:
+    except (LookupError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - CLI: one clear line instead of a traceback

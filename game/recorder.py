@@ -10,12 +10,11 @@ memory...); the reason stays in ``snapshot()["last_error"]`` for the game's ``/h
 
 Stream layout (several games can share one Redis, each under its own session id):
 
-- ``{prefix}:frames:{session}``  stream; fields: ``session``, ``frame``, ``t``, ``image`` (bytes),
-  ``format`` (jpeg|png), ``width``, ``height``, ``speed``, ``rays`` (JSON list), ``controls``
-  (JSON {key: bool}), ``x``, ``y``, ``heading``, ``track``, ``episode`` (resets since the game
-  started: the frame index restarts at 0 with each), plus any extra scalar fields given.
-- ``{prefix}:sessions``  hash: session id -> JSON metadata (track, tracks driven so far, size,
-  format, started).
+- ``{prefix}:frames:{session}``  stream of :class:`game.frame_records.FrameRecord` entries (image bytes,
+  format, size, frame index, track, sensing, controls, pose, ``episode``: resets since the game started,
+  the frame index restarts at 0 with each).
+- ``{prefix}:sessions``  hash: session id -> :class:`game.frame_records.GameSession` as JSON (track,
+  tracks driven so far, size, format, started).
 
 Redis is imported lazily so the simulation core never needs it.
 """
@@ -24,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import queue
 import threading
@@ -36,7 +34,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from game.physics import KEYS  # (also read from here by the dataset tools)
+from game.frame_records import FrameRecord, GameSession
+from game.physics import KEYS
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +158,7 @@ class FrameRecorder:
         self.prefix = prefix
         self.key = stream_key(self.session, prefix)
         self.metadata = dict(metadata or {})
+        self._session_record()  # bad metadata fails here, in the caller, not later in the writer thread
         self.stats = RecorderStats()
         self._queue: queue.Queue[FrameItem | None] = queue.Queue(maxsize=queue_size)
         self._stats_lock = threading.Lock()
@@ -312,14 +312,17 @@ class FrameRecorder:
         self._register()
         return self._client is not None
 
-    def _register(self) -> None:
+    def _session_record(self) -> GameSession:
         meta = dict(self.metadata)
         if "track" in meta:
             meta.setdefault("tracks", [meta["track"]])
         meta.setdefault("started", time.time())
-        meta.update(format=self.fmt, every=self.every, stream=self.key)
+        self.metadata.setdefault("started", meta["started"])  # re-registering keeps the first start
+        return GameSession(session=self.session, format=self.fmt, every=self.every, stream=self.key, **meta)
+
+    def _register(self) -> None:
         try:
-            self._client.hset(sessions_key(self.prefix), self.session, json.dumps(meta))
+            self._client.hset(sessions_key(self.prefix), self.session, self._session_record().to_json())
             self._registered = True
         except Exception as exc:  # noqa: BLE001
             self._drop_client(exc)
@@ -336,28 +339,13 @@ class FrameRecorder:
 
     def _fields(self, item: FrameItem) -> dict[str, Any]:
         img = item.image
-        fields: dict[str, Any] = {
-            "session": self.session,
-            "frame": int(item.frame),
-            "t": repr(float(item.t)),
-            "image": encode_image(img, self.fmt, self.quality),
-            "format": self.fmt,
-            "width": int(img.shape[1]),
-            "height": int(img.shape[0]),
-            "controls": json.dumps({k: bool(item.controls.get(k, False)) for k in KEYS}),
-        }
-        for name, value in item.sensing.items():
-            if isinstance(value, (list, tuple, np.ndarray)):
-                fields[name] = json.dumps([float(v) for v in np.asarray(value).ravel()])
-            elif isinstance(value, (bool, np.bool_)):
-                fields[name] = int(bool(value))
-            elif isinstance(value, (int, np.integer)):
-                fields[name] = int(value)
-            elif isinstance(value, (float, np.floating)):
-                fields[name] = repr(float(value))
-            elif value is not None:
-                fields[name] = str(value)
-        return fields
+        record = FrameRecord(
+            session=self.session, frame=int(item.frame), t=float(item.t),
+            image=encode_image(img, self.fmt, self.quality),
+            format=self.fmt, width=int(img.shape[1]), height=int(img.shape[0]),
+            controls={k: bool(item.controls.get(k, False)) for k in KEYS},
+            **{k: (np.asarray(v, dtype=float).ravel().tolist() if k == "rays" else v) for k, v in item.sensing.items()})
+        return record.to_fields()
 
     def _write(self, item: FrameItem) -> None:
         if not self._ensure_client():

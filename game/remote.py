@@ -66,7 +66,8 @@ class RemoteGame:
                 body[k] = v
         return self._post("/v1/reset", body)
 
-    def step(self, keys: Sequence[bool] | dict[str, bool], steps: int = 1) -> dict[str, Any]:
+    def advance(self, keys: Sequence[bool] | dict[str, bool], steps: int = 1) -> dict[str, Any]:
+        """``POST /v1/step``: hold ``keys`` for ``steps`` frames (lock-step); the game's state."""
         if not isinstance(keys, dict):
             keys = {k: bool(v) for k, v in zip(KEYS, keys, strict=True)}
         return self._post("/v1/step", {"keys": keys, "steps": steps})
@@ -117,7 +118,7 @@ class RemoteGameEnv(VectorEnv):
 
     def step(self, actions: Any):
         before = self._state["lap"]["progress"]
-        self._state = state = self.game.step([bool(k) for k in np.asarray(actions).reshape(4)], 1)
+        self._state = state = self.game.advance([bool(k) for k in np.asarray(actions).reshape(4)], 1)
         result = LapResult.from_dict(state["result"]) if state["done"] else None
         finished = np.array([result is not None and result.finished])
         info = {"lap": np.array([result], dtype=object), "_lap": np.array([True])} if result else {}

@@ -3,26 +3,34 @@
     python -m pilot.collect --redis redis://localhost:6379/0 --run r0 \\
         --tracks all,random-0..35 --episodes 200 --frames 300 --workers 2
     python -m pilot.collect ... --run r1 --model models/r0 --dagger 0.7      # a DAgger round
+    python -m pilot.collect ... --run f0 --experts experts/                  # each track's own specialist
 
 A run is a list of episodes, each a pure function of (run seed, episode index): which track, where the
 car starts (the start line, or anywhere on the road at any speed), how much steering noise, and who
 drives (the expert with noise, or the current model for DAgger). The expert (the pursuit baseline, or
-with ``--expert RUN/best.json`` an evolved controller, see ``pilot.expert``) labels every frame
-with its steering and target speed whoever drives, so the data shows how to recover from the mistakes
-the noise and the model make. The same run gives the same frames on one process or many, on one pod
+with ``--expert RUN/best.json`` an evolved controller, or with ``--experts DIR`` each track's own
+specialist from ``python -m ga.experts``, see ``pilot.expert``) labels every frame with its steering and
+target speed whoever drives, so the data shows how to recover from the mistakes the noise and the model
+make. An evolved expert whose look-ahead from a pose fails (crashes, stalls) hands that pose to pursuit,
+and every frame records who labelled it (``expert``: ``genome`` or ``pursuit``). The same run gives the
+same frames on one process or many, on one pod
 or several (``--shard I --shards K``, or a Kubernetes indexed Job's ``JOB_COMPLETION_INDEX``).
 
 Frames come from the game's own renderer (``game.scene.UrsinaRenderer``, offscreen, no HUD) drawn
 straight from the simulated pose, not from the 25 FPS game loop. Panda3D allows one renderer per
-process, so parallelism is processes. Each finished episode is one stream in the recorder's layout
-(``{prefix}:frames:{run}-{episode}``, PNG images, lossless so training sees what driving sees) plus
-its metadata in ``{prefix}:sessions``, written last, so a listed episode is a complete episode.
+process, so parallelism is processes. Each finished episode is one stream of frame records
+(``game.frame_records``; ``{prefix}:frames:{run}-{episode}``, PNG images, lossless so training sees what
+driving sees) plus its record in ``{prefix}:sessions`` (``pilot.records.EpisodeRecord``), moved into place
+together last, so a listed episode is a complete episode. Redis trouble: an unreachable Redis is retried
+with back-off (``--retries``), a full one stops the run with one line (exit 1), and a Redis that would
+evict keys is refused before anything is drawn (exit 2).
 ``python -m pilot.dataset export`` turns a run into a dataset on disk.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -64,8 +72,10 @@ class Episode:
 
 
 def plan_run(run: str, tracks: list[str], episodes: int, frames: int, seed: int = 0, dagger: float = 0.0,
-             max_delay: int = 2, expert: str = "pursuit") -> list[Episode]:
-    """The episodes of a run; episode ``i`` drives on ``tracks[i % len(tracks)]``."""
+             max_delay: int = 2, expert: str = "pursuit", experts: dict[str, str] | None = None) -> list[Episode]:
+    """The episodes of a run; episode ``i`` drives on ``tracks[i % len(tracks)]``, labelled by ``expert``, or
+    by ``experts[track]`` (a track's specialist, see :func:`specialists`) where there is one."""
+    experts = experts or {}
     out = []
     for i in range(episodes):
         rng = np.random.default_rng([seed, i])
@@ -74,8 +84,33 @@ def plan_run(run: str, tracks: list[str], episodes: int, frames: int, seed: int 
                            frames=frames, driver="model" if model else "expert",
                            restart=bool(rng.random() < RESTART_SHARE), noise=float(rng.uniform(0.0, MAX_NOISE)),
                            speed_factor=float(rng.uniform(0.8, 1.1)),
-                           delay=int(rng.integers(0, max_delay + 1)) if model else 0, expert=expert))
+                           delay=int(rng.integers(0, max_delay + 1)) if model else 0,
+                           expert=experts.get(tracks[i % len(tracks)], expert)))
     return out
+
+
+def specialists(folder: str, tracks: list[str]) -> dict[str, str]:
+    """Each track's specialist in a ``python -m ga.experts`` folder: ``FOLDER/<track>/best.json`` of a run
+    whose best lap finishes (a specialist that cannot lap its own track teaches nothing); the other tracks
+    are left to pursuit. ValueError when the folder holds none for these tracks."""
+    from pathlib import Path
+
+    from evaluator.best import BestFileError, read_best
+
+    if not Path(folder).is_dir():
+        raise ValueError(f"--experts {folder}: no such folder (python -m ga.experts --out {folder} writes one)")
+    found = {}
+    for name in tracks:
+        path = Path(folder) / tracklist.label(name) / "best.json"
+        try:
+            best = read_best(path)
+        except BestFileError:
+            continue
+        if best.task.controller.kind == "mlp" and best.result is not None and best.result.finished:
+            found[name] = str(path)
+    if not found:
+        raise ValueError(f"--experts {folder}: no finished mlp specialist for any of these tracks")
+    return found
 
 
 class EpisodeDriver:
@@ -100,6 +135,7 @@ class EpisodeDriver:
 
         st, e, rng = self.race.state, self.episode, self.rng
         self.labels = steering, target = self.expert.label(st.x, st.y, st.heading, st.speed)
+        self.sources = self.expert.sources
         if self.model is not None:
             return self.model.act(observation)
         self.noise += -0.1 * self.noise + e.noise * math.sqrt(0.2) * rng.standard_normal()
@@ -124,14 +160,15 @@ def drive_episode(renderer: Any, episode: Episode, model: Any = None) -> dict[st
     options = {"poses": [random_pose(track, rng)]} if episode.restart else None
     driver = EpisodeDriver(env.race, make_expert(episode.expert, track), episode, rng, model)
     rows: dict[str, list] = {k: [] for k in ("image", "steering", "target_speed", "speed", "keys", "x", "y",
-                                             "heading", "rays", "contacts")}
+                                             "heading", "rays", "contacts", "expert")}
 
     def record(observation: dict[str, np.ndarray], keys: np.ndarray) -> None:
         st, race = env.race.state, env.race
         for name, value in (("image", observation["image"]), ("steering", driver.labels[0][0]),
                             ("target_speed", driver.labels[1][0]), ("speed", observation["speed"][0]),
                             ("keys", keys), ("x", st.x[0]), ("y", st.y[0]), ("heading", st.heading[0]),
-                            ("rays", race.observation.rays[0]), ("contacts", race.lap.collisions[0])):
+                            ("rays", race.observation.rays[0]), ("contacts", race.lap.collisions[0]),
+                            ("expert", driver.sources[0])):
             rows[name].append(value)
 
     rollout(env, driver, record, options=options)
@@ -148,40 +185,141 @@ def random_pose(track: Any, rng: np.random.Generator) -> tuple[float, float, flo
 
 
 # -- writing to Redis ---------------------------------------------------------------------------------
-def write_episode(client: Any, episode: Episode, frames: dict[str, np.ndarray], prefix: str = "rrp") -> None:
-    """One stream entry per frame in the recorder's layout, then the episode's metadata (the 'done' mark)."""
-    from game.recorder import KEYS, encode_image, sessions_key, stream_key
+RETRIES = 6  # with BACKOFF: waits of 0.5, 1, 2, 4, 8, 8 s, so Redis may be away for ~20 s
+BACKOFF = {"base": 0.25, "cap": 8.0}
 
-    key = stream_key(episode.session, prefix)
-    client.delete(key)  # a re-run of an episode replaces it
+
+class CollectError(RuntimeError):
+    """Collection stopped: one line naming the cause (a plain message, so it crosses the process pool)."""
+
+
+def partial_key(session: str, prefix: str = "rrp") -> str:
+    """Where an episode's frames are written before they are moved into place (outside ``{prefix}:frames:``,
+    so nothing lists a half-written episode)."""
+    return f"{prefix}:partial:{session}"
+
+
+def write_episode(client: Any, episode: Episode, frames: dict[str, np.ndarray], prefix: str = "rrp") -> None:
+    """One stream entry per frame, then the episode's record (the 'done' mark): a listed episode is complete.
+
+    The frames go to a scratch key; one MULTI/EXEC then renames it into place and writes the 'done' mark,
+    so a reader sees the previous complete episode or the new complete one, never part of one. Writing an
+    episode again (a retry, a re-run) therefore replaces it whole."""
+    import redis
+
+    from game.frame_records import FrameRecord
+    from game.recorder import KEYS, encode_image, sessions_key, stream_key
+    from pilot.records import EpisodeRecord
+
+    key, scratch = stream_key(episode.session, prefix), partial_key(episode.session, prefix)
     height, width = frames["image"].shape[1:3]
+    n = len(frames["image"])
+    done = EpisodeRecord(**asdict(episode), session=episode.session, format="png", width=int(width),
+                         height=int(height), wall_contacts=int(frames["contacts"][-1]), started=time.time())
+    client.delete(scratch)
     pipe = client.pipeline(transaction=False)
-    for i in range(len(frames["image"])):
-        pipe.xadd(key, {
-            "session": episode.session, "frame": i, "image": encode_image(frames["image"][i], "png"),
-            "format": "png", "width": width, "height": height, "track": episode.track,
-            "episode": episode.index, "controls": json.dumps(dict(zip(KEYS, map(bool, frames["keys"][i]),
-                                                                       strict=True))),
-            "rays": json.dumps([round(float(r), 3) for r in frames["rays"][i]]),
-            **{k: repr(float(frames[k][i])) for k in ("steering", "target_speed", "speed", "x", "y", "heading")},
-        })
+    for i in range(n):
+        pipe.xadd(scratch, FrameRecord(
+            session=episode.session, frame=i, image=encode_image(frames["image"][i], "png"), format="png",
+            width=int(width), height=int(height), track=episode.track, episode=episode.index,
+            expert=str(frames["expert"][i]) if "expert" in frames else None,
+            controls=dict(zip(KEYS, map(bool, frames["keys"][i]), strict=True)),
+            rays=[round(float(r), 3) for r in frames["rays"][i]],
+            **{k: float(frames[k][i]) for k in ("steering", "target_speed", "speed", "x", "y", "heading")},
+        ).to_fields())
         if len(pipe) >= 100:
             pipe.execute()
     pipe.execute()
-    meta = {**asdict(episode), "session": episode.session, "format": "png", "width": int(width),
-            "height": int(height), "wall_contacts": int(frames["contacts"][-1]), "written": time.time()}
-    client.hset(sessions_key(prefix), episode.session, json.dumps(meta))
+    if (written := client.xlen(scratch)) != n:  # Redis restarted in between (and lost part of it, or all)
+        raise redis.exceptions.ConnectionError(f"{written} of {n} frames of {episode.session} are in Redis")
+    with client.pipeline(transaction=True) as tx:
+        tx.rename(scratch, key)
+        tx.hset(sessions_key(prefix), episode.session, done.to_json())
+        tx.execute()
+
+
+def write_with_retries(client: Any, episode: Episode, frames: dict[str, np.ndarray], prefix: str,
+                       retries: int = RETRIES) -> None:
+    """:func:`write_episode`, again from the start while Redis is unreachable, up to ``retries`` times with
+    exponential back-off; then (or on any other Redis error) a :class:`CollectError` naming the cause.
+
+    The retry is redis-py's own ``Retry`` with ``ExponentialBackoff``, but around the whole episode rather
+    than inside the client: a client-level retry re-sends one pipeline chunk, which may duplicate entries
+    the server had already taken; rewriting the episode's scratch key from the start cannot."""
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    failures = 0
+
+    def note(exc: Exception) -> None:
+        nonlocal failures
+        failures += 1
+        if failures <= retries:
+            print(f"pilot.collect: Redis unavailable writing episode {episode.session} ({exc}); "
+                  f"retry {failures} of {retries}", file=sys.stderr, flush=True)
+
+    t0 = time.monotonic()
+    try:
+        Retry(ExponentialBackoff(**BACKOFF), retries).call_with_retry(
+            lambda: write_episode(client, episode, frames, prefix), note)
+    except redis.exceptions.RedisError as exc:
+        with contextlib.suppress(redis.exceptions.RedisError):
+            client.delete(partial_key(episode.session, prefix))  # free what a failed write took
+        said = str(exc).split("caused error: ", 1)[-1].rstrip(".")  # not the pipelined command with its image
+        if isinstance(exc, redis.exceptions.OutOfMemoryError):
+            cause = (f"Redis is out of memory ({said}): export and --delete collected runs "
+                     "(python -m pilot.dataset export), or give Redis a larger maxmemory")
+        elif isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+            cause = f"Redis unreachable, gave up after {retries} retries over {time.monotonic() - t0:.0f} s: {said}"
+        else:
+            cause = f"Redis refused the write: {type(exc).__name__}: {said}"
+        raise CollectError(f"episode {episode.session}: {cause}") from None
+
+
+def eviction_risk(client: Any) -> str | None:
+    """Why this Redis might silently drop collected frames (a ``maxmemory`` with an evicting policy), or None.
+
+    ``volatile-*`` policies only evict keys with a TTL, which collection never sets, but another writer may
+    (and a policy can be switched at any time); collection asks for the policy that cannot lose data."""
+    info = client.info("memory")
+    policy, limit = info.get("maxmemory_policy", "noeviction"), int(info.get("maxmemory", 0))
+    if limit and policy != "noeviction":
+        return (f"Redis would evict collected frames when full (maxmemory {info.get('maxmemory_human', limit)}, "
+                f"maxmemory-policy {policy}): set maxmemory-policy noeviction (or maxmemory 0) to collect into it")
+    return None
+
+
+def missing_episodes(client: Any, episodes: list[Episode], prefix: str = "rrp") -> list[str]:
+    """The sessions of ``episodes`` not complete in Redis now (no 'done' mark, or a stream of another length)."""
+    from game.recorder import sessions_key, stream_key
+    from pilot.records import EpisodeRecord
+
+    pipe = client.pipeline(transaction=False)
+    for e in episodes:
+        pipe.hget(sessions_key(prefix), e.session)
+        pipe.xlen(stream_key(e.session, prefix))
+    answers = pipe.execute()
+    return [e.session for e, raw, n in zip(episodes, answers[::2], answers[1::2], strict=True)
+            if raw is None or EpisodeRecord.from_json(raw, e.session).frames != n]
 
 
 # -- one worker process -------------------------------------------------------------------------------
 _worker: dict[str, Any] = {}
 
 
-def _collect_one(episode: Episode, redis_url: str, prefix: str, size: tuple[int, int],
-                 model_path: str | None) -> dict[str, Any]:
-    """Runs in a worker process: one renderer (and model) per process, reused for every episode."""
+def _redis(url: str, timeout: float = 30.0) -> Any:
+    """A client that does not retry by itself (:func:`write_with_retries` retries whole episodes)."""
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0))
+
+
+def _collect_one(episode: Episode, redis_url: str, prefix: str, size: tuple[int, int],
+                 model_path: str | None, retries: int = RETRIES) -> dict[str, Any]:
+    """Runs in a worker process: one renderer (and model) per process, reused for every episode."""
     from pilot.tracks import track_by_name
 
     if "renderer" not in _worker:
@@ -189,7 +327,7 @@ def _collect_one(episode: Episode, redis_url: str, prefix: str, size: tuple[int,
 
         _worker["renderer"] = UrsinaRenderer(track_by_name(episode.track), headless=True, frame_size=size,
                                              hud=False)
-        _worker["redis"] = redis.Redis.from_url(redis_url, socket_timeout=30)
+        _worker["redis"] = _redis(redis_url)
         if model_path:
             from pilot.runtime import PilotModel
 
@@ -197,14 +335,18 @@ def _collect_one(episode: Episode, redis_url: str, prefix: str, size: tuple[int,
     t0 = time.perf_counter()
     frames = drive_episode(_worker["renderer"], episode, _worker.get("model"))
     t1 = time.perf_counter()
-    write_episode(_worker["redis"], episode, frames, prefix)
+    write_with_retries(_worker["redis"], episode, frames, prefix, retries)
     return {"episode": episode.index, "frames": len(frames["image"]), "drive_s": t1 - t0,
             "total_s": time.perf_counter() - t0, "pid": os.getpid()}
 
 
 def collect(episodes: list[Episode], redis_url: str, *, workers: int = 1, prefix: str = "rrp",
-            size: tuple[int, int] = (96, 72), model_path: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Drive and record ``episodes`` in ``workers`` processes; returns rates for the report."""
+            size: tuple[int, int] = (96, 72), model_path: str | None = None, progress: bool = True,
+            retries: int = RETRIES) -> dict[str, Any]:
+    """Drive and record ``episodes`` in ``workers`` processes; returns rates for the report.
+
+    Raises :class:`CollectError` when an episode cannot be written (the rest are cancelled) or when, at
+    the end, an episode written earlier is no longer complete in Redis."""
     from tqdm import tqdm
 
     # episodes of one track run back to back, so a worker rarely rebuilds its scene
@@ -213,11 +355,22 @@ def collect(episodes: list[Episode], redis_url: str, *, workers: int = 1, prefix
     done: list[dict[str, Any]] = []
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool, \
             tqdm(total=sum(e.frames for e in episodes), unit="frame", disable=not progress) as bar:
-        futures = [pool.submit(_collect_one, e, redis_url, prefix, size, model_path) for e in ordered]
-        for future in as_completed(futures):
-            done.append(future.result())
-            bar.update(done[-1]["frames"])
+        futures = [pool.submit(_collect_one, e, redis_url, prefix, size, model_path, retries) for e in ordered]
+        try:
+            for future in as_completed(futures):
+                done.append(future.result())
+                bar.update(done[-1]["frames"])
+        except CollectError as exc:
+            for f in futures:
+                f.cancel()
+            raise CollectError(f"{exc} ({len(done)} of {len(episodes)} episodes written; running the same "
+                               "command again rewrites every episode whole)") from None
     wall = time.perf_counter() - t0
+    client = _redis(redis_url)
+    if missing := missing_episodes(client, episodes, prefix):
+        raise CollectError(f"{len(missing)} of {len(episodes)} episodes written are no longer complete in Redis "
+                           f"(evicted, deleted, or Redis restarted without persistence), e.g. {missing[0]}")
+    client.close()
     frames = sum(d["frames"] for d in done)
     busy = sum(d["total_s"] for d in done)
     return {"episodes": len(done), "frames": frames, "wall_s": round(wall, 2), "workers": workers,
@@ -255,10 +408,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of episodes the model drives when --model is given")
     p.add_argument("--expert", default=env("RRP_PILOT_EXPERT", "pursuit"),
                    help="who labels the frames: pursuit, or a GA run's best.json (mlp controller)")
+    p.add_argument("--experts", default=env("RRP_PILOT_EXPERTS") or None,
+                   help="a python -m ga.experts folder: each track labelled by its own specialist (the --expert "
+                   "where it has none) (env RRP_PILOT_EXPERTS)")
     p.add_argument("--shard", type=int, default=int(env("RRP_PILOT_SHARD", env("JOB_COMPLETION_INDEX", "0"))),
                    help="this pod's share of the run (env RRP_PILOT_SHARD or JOB_COMPLETION_INDEX)")
     p.add_argument("--shards", type=int, default=int(env("RRP_PILOT_SHARDS", "1")), help="pods sharing the run")
     p.add_argument("--prefix", default=env("RRP_PREFIX", "rrp"), help="Redis key prefix")
+    p.add_argument("--retries", type=int, default=int(env("RRP_PILOT_RETRIES", str(RETRIES))),
+                   help="times an episode is written again while Redis is unreachable, with back-off")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -280,22 +438,30 @@ def main(argv: list[str] | None = None) -> int:
             from pilot.expert import make_expert
 
             make_expert(args.expert, tracklist.load(tracks[0]))
+        experts = specialists(args.experts, tracks) if args.experts else {}
         if args.model:
             from pilot.runtime import PilotModel
 
             if PilotModel.load(args.model).input_size != args.size:
                 raise ValueError(f"--model {args.model} takes another image size than --size {args.size}")
         episodes = plan_run(args.run, tracks, args.episodes, args.frames, args.seed,
-                            args.dagger if args.model else 0.0, expert=args.expert)
+                            args.dagger if args.model else 0.0, expert=args.expert, experts=experts)
         episodes = [e for e in episodes if e.index % args.shards == args.shard]
-        import redis
-
-        redis.Redis.from_url(args.redis, socket_connect_timeout=5).ping()
+        if args.retries < 0:
+            raise ValueError("--retries must be at least 0")
+        client = _redis(args.redis, timeout=5)
+        if risk := eviction_risk(client):
+            raise ValueError(risk)
+        client.close()
     except Exception as exc:  # noqa: BLE001 - CLI: one clear line
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = collect(episodes, args.redis, workers=args.workers, prefix=args.prefix, size=args.size,
-                     model_path=args.model, progress=not args.quiet)
+    try:
+        report = collect(episodes, args.redis, workers=args.workers, prefix=args.prefix, size=args.size,
+                         model_path=args.model, progress=not args.quiet, retries=args.retries)
+    except CollectError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps({"run": args.run, "shard": args.shard, "shards": args.shards, **report}))
     return 0
 

@@ -5,7 +5,9 @@
 
 A dataset is a folder: ``episodes/NNNNN.npz`` (one per episode: ``image`` uint8 (n, H, W, 3) RGB and
 the per-frame ``steering``, ``target_speed``, ``speed`` (m/s), ``keys`` (n, 4 executed keys), ``x``,
-``y``, ``heading``) and ``dataset.json`` (the run, frame size, every episode's metadata). Arrays, not
+``y``, ``heading``, and ``expert``: who labelled each frame, ``pursuit`` or ``genome``, "" when not
+recorded) and ``dataset.json`` (``pilot.records.DatasetManifest``: the run, frame size, every
+episode's record). Arrays, not
 image files: 100k frames of 96x72 load in seconds, and a numpy file needs no decoder to inspect.
 Keep datasets outside the package tree (the renderer scans the script folder for assets).
 """
@@ -24,7 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from pilot.records import DatasetManifest, EpisodeRecord
+
 FIELDS = ("steering", "target_speed", "speed", "x", "y", "heading")
+MANIFEST = "dataset.json"
 
 
 def _client(url: str):
@@ -37,16 +42,19 @@ def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def run_episodes(client: Any, prefix: str = "rrp") -> dict[str, list[dict[str, Any]]]:
-    """Complete episodes of every collection run in Redis, by run, in episode order."""
+def run_episodes(client: Any, prefix: str = "rrp") -> dict[str, list[EpisodeRecord]]:
+    """Complete episodes of every collection run in Redis, by run, in episode order (game sessions left out)."""
+    from game.frame_records import SessionRecord
     from game.recorder import sessions_key
 
-    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for raw in client.hvals(sessions_key(prefix)):
-        meta = json.loads(raw)
-        if "run" in meta and "index" in meta:
-            runs[meta["run"]].append(meta)
-    return {run: sorted(eps, key=lambda m: m["index"]) for run, eps in sorted(runs.items())}
+    key = sessions_key(prefix)
+    runs: dict[str, list[EpisodeRecord]] = defaultdict(list)
+    for session, raw in client.hgetall(key).items():
+        where = f"{key}[{_text(session)}]"
+        if SessionRecord.from_json(raw, where).kind == "episode":
+            meta = EpisodeRecord.from_json(raw, where)
+            runs[meta.run].append(meta)
+    return {run: sorted(eps, key=lambda m: m.index) for run, eps in sorted(runs.items())}
 
 
 def export_run(url: str, run: str, out: str | os.PathLike, *, prefix: str = "rrp", delete: bool = False,
@@ -55,6 +63,7 @@ def export_run(url: str, run: str, out: str | os.PathLike, *, prefix: str = "rrp
     from PIL import Image
     from tqdm import tqdm
 
+    from game.frame_records import FrameRecord
     from game.recorder import KEYS, sessions_key, stream_key
 
     client = _client(url)
@@ -65,24 +74,33 @@ def export_run(url: str, run: str, out: str | os.PathLike, *, prefix: str = "rrp
     (out / "episodes").mkdir(parents=True, exist_ok=True)
     frames = 0
     for meta in tqdm(episodes, unit="episode", disable=not progress):
-        entries = client.xrange(stream_key(meta["session"], prefix))
-        if len(entries) != meta["frames"]:
-            raise ValueError(f"episode {meta['session']}: {len(entries)} frames in Redis, {meta['frames']} expected")
-        rows = [{_text(k): v for k, v in fields.items()} for _id, fields in entries]
-        arrays = {"image": np.stack([np.asarray(Image.open(io.BytesIO(r["image"])).convert("RGB")) for r in rows]),
-                  "keys": np.array([[json.loads(_text(r["controls"]))[k] for k in KEYS] for r in rows], bool),
-                  **{f: np.array([float(_text(r[f])) for r in rows]) for f in FIELDS}}
-        np.savez(out / "episodes" / f"{meta['index']:05d}.npz", **arrays)
+        key = stream_key(meta.session, prefix)
+        entries = client.xrange(key)
+        if len(entries) != meta.frames:
+            raise ValueError(f"episode {meta.session}: {len(entries)} frames in Redis, {meta.frames} expected")
+        rows = [FrameRecord.from_fields(fields, f"{key} entry {_text(entry_id)}") for entry_id, fields in entries]
+        arrays = {"image": np.stack([np.asarray(Image.open(io.BytesIO(r.image)).convert("RGB")) for r in rows]),
+                  "keys": np.array([[r.controls[k] for k in KEYS] for r in rows], bool),
+                  "expert": np.array([r.expert or "" for r in rows], dtype=str),
+                  **{f: np.array([getattr(r, f) for r in rows], float) for f in FIELDS}}
+        np.savez(out / "episodes" / f"{meta.index:05d}.npz", **arrays)
         frames += len(rows)
     first = episodes[0]
-    manifest = {"run": run, "frames": frames, "width": first["width"], "height": first["height"],
-                "tracks": sorted({m["track"] for m in episodes}), "episodes": episodes}
-    (out / "dataset.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    DatasetManifest(run=run, frames=frames, width=first.width, height=first.height,
+                    tracks=sorted({m.track for m in episodes}), episodes=episodes).write(out / MANIFEST)
     if delete:
         for meta in episodes:
-            client.delete(stream_key(meta["session"], prefix))
-            client.hdel(sessions_key(prefix), meta["session"])
+            client.delete(stream_key(meta.session, prefix))
+            client.hdel(sessions_key(prefix), meta.session)
     return {"run": run, "episodes": len(episodes), "frames": frames, "out": str(out)}
+
+
+def read_manifest(path: str | os.PathLike) -> DatasetManifest:
+    """The one reader of a dataset folder's ``dataset.json``."""
+    try:
+        return DatasetManifest.read(Path(path) / MANIFEST)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} is not a dataset (no {MANIFEST}; see python -m pilot.dataset)") from None
 
 
 @dataclass
@@ -96,6 +114,7 @@ class Frames:
     episode: np.ndarray  # (n,) running episode number over all datasets
     track: np.ndarray  # (n,) track name
     sources: list[dict[str, Any]]  # per dataset: path, run, frames, tracks
+    expert: np.ndarray | None = None  # (n,) who labelled each frame: "pursuit", "genome", "" (not recorded)
 
     def __len__(self) -> int:
         return len(self.speed)
@@ -106,28 +125,31 @@ def load(paths: list[str | os.PathLike]) -> Frames:
     parts: dict[str, list[np.ndarray]] = defaultdict(list)
     sources, size, n_episodes = [], None, 0
     for path in map(Path, paths):
-        try:
-            manifest = json.loads((path / "dataset.json").read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path} is not a dataset (no dataset.json; see python -m pilot.dataset)") from None
-        if size not in (None, (manifest["width"], manifest["height"])):
-            raise ValueError(f"{path}: frames are {manifest['width']}x{manifest['height']}, others {size[0]}x{size[1]}")
-        size = (manifest["width"], manifest["height"])
-        for meta in manifest["episodes"]:
-            with np.load(path / "episodes" / f"{meta['index']:05d}.npz") as data:
+        first = len(parts["expert"])
+        manifest = read_manifest(path)
+        if size not in (None, (manifest.width, manifest.height)):
+            raise ValueError(f"{path}: frames are {manifest.width}x{manifest.height}, others {size[0]}x{size[1]}")
+        size = (manifest.width, manifest.height)
+        for meta in manifest.episodes:
+            with np.load(path / "episodes" / f"{meta.index:05d}.npz") as data:
                 n = len(data["speed"])
                 for name in ("image", "speed", "steering", "target_speed"):
                     parts[name].append(data[name])
+                parts["expert"].append(data["expert"].astype(object) if "expert" in data.files
+                                       else np.full(n, "", dtype=object))
             parts["episode"].append(np.full(n, n_episodes))
-            parts["track"].append(np.full(n, meta["track"], dtype=object))
+            parts["track"].append(np.full(n, meta.track, dtype=object))
             n_episodes += 1
-        sources.append({"path": str(path), "run": manifest["run"], "frames": manifest["frames"],
-                        "tracks": manifest["tracks"]})
+        who, counts = np.unique(np.concatenate(parts["expert"][first:] or [np.array([], object)]).astype(str),
+                                return_counts=True)
+        sources.append({"path": str(path), "run": manifest.run, "frames": manifest.frames,
+                        "tracks": manifest.tracks,
+                        "labelled_by": {(w or "unrecorded"): int(c) for w, c in zip(who, counts, strict=True)}})
     if not sources:
         raise ValueError("no dataset given")
     cat = {k: np.concatenate(v) for k, v in parts.items()}
     return Frames(cat["image"], cat["speed"], cat["steering"], cat["target_speed"], cat["episode"],
-                  cat["track"].astype(str), sources)
+                  cat["track"].astype(str), sources, cat["expert"].astype(str))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,11 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "ls":
             for run, eps in run_episodes(_client(args.redis), args.prefix).items():
-                print(json.dumps({"run": run, "episodes": len(eps), "frames": sum(e["frames"] for e in eps),
-                                  "tracks": len({e["track"] for e in eps})}))
+                print(json.dumps({"run": run, "episodes": len(eps), "frames": sum(e.frames for e in eps),
+                                  "tracks": len({e.track for e in eps})}))
         else:
             print(json.dumps(export_run(args.redis, args.run, args.out, prefix=args.prefix, delete=args.delete,
-                                        progress=True)))
+                                        progress=sys.stderr.isatty())))
     except (LookupError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -68,6 +68,7 @@ _worker: dict[str, Any] = {}
 
 def _evaluate_track(model_or_url: str, name: str, delays: list[int], max_frames: int) -> list[dict[str, Any]]:
     """Runs in a worker process: every delay on one track, and the pursuit lap to compare with."""
+    from game.bounds import lap_lower_bound
     from game.pursuit import pursuit_lap
     from pilot.tracks import track_by_name
 
@@ -77,13 +78,14 @@ def _evaluate_track(model_or_url: str, name: str, delays: list[int], max_frames:
 
         _worker["pilot"] = open_pilot(model_or_url)
         _worker["renderer"] = UrsinaRenderer(track, headless=True, frame_size=_worker["pilot"].input_size, hud=False)
-    base = pursuit_lap(track)
+    base, bound = pursuit_lap(track), lap_lower_bound(track)
     rows = []
     for delay in delays:
         t0 = time.perf_counter()
         lap = drive_lap(_worker["renderer"], track, _worker["pilot"], delay=delay, max_frames=max_frames)
         rows.append({"track": name, "delay": delay, **lap.to_dict(), "pursuit_lap_s": base.lap_time_s,
                      "ratio": lap.lap_time_s / base.lap_time_s if lap.finished else None,
+                     "lower_bound_s": bound, "bound_ratio": lap.lap_time_s / bound if lap.finished else None,
                      "frames_per_s": lap.frames / (time.perf_counter() - t0)})
     return rows
 
@@ -110,7 +112,11 @@ def evaluate(model_or_url: str, tracks: list[str], delays: list[int], *, workers
                             "clean": sum(r["finished"] and r["collisions"] == 0 for r in laps),
                             "wall_contacts": sum(r["collisions"] for r in laps),
                             "ratio_mean": round(float(np.mean(ratios)), 3) if ratios else None,
-                            "ratio_max": round(float(np.max(ratios)), 3) if ratios else None})
+                            "ratio_max": round(float(np.max(ratios)), 3) if ratios else None,
+                            "bound_ratio_mean": round(float(np.mean([r["bound_ratio"] for r in done])), 3)
+                            if done else None,
+                            "pursuit_bound_ratio_mean": round(float(np.mean([r["pursuit_lap_s"] / r["lower_bound_s"]
+                                                                             for r in laps])), 3)})
     return {"rows": rows, "summary": summary}
 
 
@@ -123,7 +129,8 @@ def print_evaluation(report: dict[str, Any]) -> None:
               f"{r['pursuit_lap_s']:7.2f}s {ratio:>6s} {r['collisions']:5d}")
     print()
     for s in report["summary"]:
-        ratios = f"lap time x{s['ratio_mean']} of pursuit (max x{s['ratio_max']})" if s["ratio_mean"] else ""
+        ratios = (f"lap time x{s['ratio_mean']} of pursuit (max x{s['ratio_max']}), x{s['bound_ratio_mean']} of the "
+                  f"lower bound (pursuit: x{s['pursuit_bound_ratio_mean']})" if s["ratio_mean"] else "")
         print(f"delay {s['delay']}: {s['tracks']:7s} tracks {s['finished']}/{s['laps']} finished, "
               f"{s['clean']} without wall contact, {s['wall_contacts']} contacts; {ratios}")
 
@@ -236,17 +243,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.pilot:
         return drive_one(args, pilot)
-    card = getattr(pilot, "card", {})
-    seen = set(card.get("data", {}).get("tracks", []))
+    card = getattr(pilot, "card", None)  # None for a pilot behind a URL
+    seen = card.seen_tracks if card else set()
     report = evaluate(args.model, tracks, delays, workers=args.workers, seen=seen, max_frames=args.max_frames)
     report["model"] = pilot.version
     print_evaluation(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     if args.update_card and card:
-        card["evaluation"] = {"summary": report["summary"], "tracks": tracks, "delays": delays,
-                              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        (Path(pilot.path).parent / "model.json").write_text(json.dumps(card, indent=1) + "\n")
+        from pilot.runtime import write_card
+
+        write_card(Path(pilot.path).parent, card.model_copy(update={"evaluation": {
+            "summary": report["summary"], "tracks": tracks, "delays": delays,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}))
     return 0
 
 

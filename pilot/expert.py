@@ -26,28 +26,43 @@ def arc_of(track: Track, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 class PursuitExpert:
-    """``steering, target_speed = expert.label(x, y, heading, speed)`` for cars on one track."""
+    """``steering, target_speed = expert.label(x, y, heading, speed)`` for cars on one track.
+
+    ``sources`` names who labelled each pose of the last call (always ``"pursuit"`` here)."""
 
     def __init__(self, track: Track) -> None:
         self.track = track
         self.driver = pursuit.PursuitDriver(track)
+        self.sources: list[str] = []
 
     def label(self, x, y, heading, speed) -> tuple[np.ndarray, np.ndarray]:
         """Steering in [-1, 1] (+ = left) and target speed in m/s for each pose."""
         alpha, target = self.driver.plan(x, y, heading, speed, arc_of(self.track, x, y))
+        self.sources = ["pursuit"] * len(alpha)
         return np.clip(alpha / STEER_FULL_ANGLE, -1.0, 1.0), target
 
 
 class GenomeExpert:
     """An evolved MLP controller (a GA run's ``best.json``) as the expert, on any track its rays can drive.
 
-    It has keys, not an angle or a speed plan, so its labels are its steering key (+1 left, -1 right, 0)
-    and, as target speed, the speed it reaches ``horizon`` frames later driving on from the pose: held
-    against the measured speed by ``keys_from``, that reproduces its pedal work without copying its
-    frame-by-frame key presses (which a camera model cannot learn, see ``pilot.runtime``).
+    It has keys, not an angle or a speed plan, so its labels come from what it does when it drives on from
+    the pose (a short look-ahead roll-out of ``check`` frames): as steering, its steering key (+1 left, -1
+    right, 0) averaged over the first ``steer_window`` frames (1: the key itself; more: the steering it
+    actually holds over a short window, which a camera model can fit, where its frame-by-frame bang-bang
+    keys it cannot), and as target speed the speed it reaches ``horizon`` frames later: held against the
+    measured speed by ``keys_from``, that reproduces its pedal work without copying its key presses.
+
+    A specialist only knows its racing line. From a pose off it (a restart, the noise, the learning pilot)
+    it may crash or stall; with ``fallback`` set (a :class:`PursuitExpert`), a look-ahead that touches a
+    wall, or advances less than ``MIN_ADVANCE_M`` along the road, hands the pose to the fallback, which
+    labels the recovery. ``sources`` names who labelled each pose of the last call: ``"genome"`` or
+    ``"pursuit"``.
     """
 
-    def __init__(self, track: Track, best_json: str, horizon: int = 10) -> None:
+    MIN_ADVANCE_M = 0.5
+
+    def __init__(self, track: Track, best_json: str, horizon: int = 10, *, steer_window: int = 1,
+                 check: int | None = None, fallback: PursuitExpert | None = None) -> None:
         from evaluator import make_controller
         from evaluator.best import load_best
         from game.env import RallyRoboPilotVectorEnv
@@ -59,22 +74,68 @@ class GenomeExpert:
         self.controller = make_controller(task.controller, task.genome_array([genome]))
         self.track = track
         self.horizon = horizon
-        # from the pose, ``horizon`` frames of the controller's own driving, then the lap is over
-        self._env = RallyRoboPilotVectorEnv(1, track=track, max_frames=horizon, stall_frames=None, continuous=True)
+        self.steer_window = max(1, steer_window)
+        self.check = max(horizon, self.steer_window, check or horizon)
+        self.fallback = fallback
+        self.sources: list[str] = []
+        # from the pose, ``check`` frames of the controller's own driving, then the lap is over
+        self._env = RallyRoboPilotVectorEnv(1, track=track, max_frames=self.check, stall_frames=None,
+                                            continuous=True)
 
     def label(self, x, y, heading, speed) -> tuple[np.ndarray, np.ndarray]:
         from game.rollout import rollout
 
-        steering, target, keys = [], [], []
+        steering, target, sources = [], [], []
+        race = self._env.race
         for pose in zip(np.atleast_1d(x), np.atleast_1d(y), np.atleast_1d(heading), np.atleast_1d(speed),
                         strict=True):
-            first = len(keys)
-            rollout(self._env, self.controller, lambda _, k: keys.append(k[0]), options={"poses": [pose]})
-            steering.append(float(keys[first][2]) - float(keys[first][3]))
-            target.append(max(0.0, float(self._env.race.state.speed[0])))
+            keys: list[np.ndarray] = []
+            reached: list[float] = []
+
+            def seen(_, k, keys=keys, reached=reached):
+                keys.append(k[0])
+                if len(keys) == self.horizon + 1:  # before the step: the speed after ``horizon`` frames
+                    reached.append(float(race.state.speed[0]))
+
+            rollout(self._env, self.controller, seen, options={"poses": [pose]})
+            if len(reached) < 1:
+                reached.append(float(race.state.speed[0]))
+            if self.fallback is not None and self._fails(pose, int(race.lap.collisions[0])):
+                s, t = self.fallback.label(*([v] for v in pose))
+                steering.append(float(s[0]))
+                target.append(float(t[0]))
+                sources.append("pursuit")
+                continue
+            window = np.array(keys[:self.steer_window], dtype=float)
+            steering.append(float(np.mean(window[:, 2] - window[:, 3])))
+            target.append(max(0.0, reached[0]))
+            sources.append("genome")
+        self.sources = sources
         return np.array(steering), np.array(target)
 
+    def _fails(self, pose: tuple, collisions: int) -> bool:
+        """The look-ahead from ``pose`` touched a wall, or did not get on along the road (stalled, turned back)."""
+        if collisions > 0:
+            return True
+        st = self._env.race.state
+        start, end = arc_of(self.track, np.array([pose[0], st.x[0]]), np.array([pose[1], st.y[0]]))
+        length = self.track.length
+        advance = (end - start + length / 2) % length - length / 2
+        return bool(advance < self.MIN_ADVANCE_M)
 
-def make_expert(spec: str, track: Track) -> PursuitExpert | GenomeExpert:
-    """``"pursuit"``, or the path of a GA run's ``best.json``."""
-    return PursuitExpert(track) if spec == "pursuit" else GenomeExpert(track, spec)
+
+SPECIALIST = {"steer_window": 5, "check": 25}
+"""How ``pilot.collect --experts`` uses a track's specialist: steering averaged over 5 frames (0.2 s),
+and 25 frames (1 s) of look-ahead that must stay off the walls and get on along the road, or pursuit
+labels the pose."""
+
+
+def make_expert(spec: str, track: Track, *, specialist: bool = True) -> PursuitExpert | GenomeExpert:
+    """``"pursuit"``, or the path of a GA run's ``best.json``, labelling as a specialist (:data:`SPECIALIST`:
+    smoothed steering, pursuit where its look-ahead fails: how ``pilot.collect`` uses every evolved expert);
+    ``specialist=False``: its raw first key and no fallback."""
+    if spec == "pursuit":
+        return PursuitExpert(track)
+    if specialist:
+        return GenomeExpert(track, spec, fallback=PursuitExpert(track), **SPECIALIST)
+    return GenomeExpert(track, spec)

@@ -11,8 +11,8 @@ The ONNX graph (written by ``pilot.train``):
 - output ``controls``: float32 ``[N, 2]``: steering in [-1, 1] (positive = left) and target
   speed / 50.
 
-The model card ``model.json`` lies beside ``model.onnx``: at least ``version`` and
-``input: {width, height}``, plus what the training recorded (data, metrics, created).
+The model card ``model.json`` lies beside ``model.onnx`` (``pilot.card.ModelCard``): ``schema_version``,
+``version`` and ``input: {width, height}``, plus what the training recorded (data, metrics, created).
 
 The model predicts steering and a *target speed*, not the throttle keys: throttle and brake come
 from the measured speed (``keys_from``). Predicting the keys directly was measured to fail: a net
@@ -22,12 +22,13 @@ accuracy looks fine.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from pilot.card import ModelCard
 
 SPEED_SCALE = 50.0  # m/s: the car's top speed; speeds enter and leave the graph divided by it
 STEER_DEADBAND = 0.1  # |steering| below this holds neither left nor right
@@ -90,31 +91,29 @@ class PilotPolicy:
         return keys_from(p.steering, p.target_speed, speed)[0]
 
 
-def read_card(folder: Path) -> dict[str, Any]:
-    """The model card beside the ONNX file, checked for what the runtime needs."""
+def read_card(folder: Path) -> ModelCard:
+    """The model card beside the ONNX file (its one reader)."""
     path = folder / CARD_FILE
     try:
-        card = json.loads(path.read_text())
+        return ModelCard.read(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"no model card {path} beside the ONNX file (pilot.train writes one)") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"model card {path} is not valid JSON: {exc}") from None
-    size = card.get("input", {}) if isinstance(card, dict) else {}
-    if not (isinstance(card, dict) and isinstance(card.get("version"), str) and isinstance(size, dict)
-            and all(isinstance(size.get(k), int) and size[k] > 0 for k in ("width", "height"))):
-        raise ValueError(f"model card {path} needs 'version' (string) and 'input': {{'width', 'height'}} (ints)")
-    return card
+
+
+def write_card(folder: Path, card: ModelCard) -> None:
+    """The model card beside the ONNX file (its one writer: ``pilot.train``, ``pilot.drive --update-card``)."""
+    card.write(folder / CARD_FILE)
 
 
 class PilotModel:
     """An exported pilot on onnxruntime's CPU provider. ``PilotModel.load(path)``, then ``predict``."""
 
-    def __init__(self, session: Any, card: dict[str, Any], path: Path) -> None:
+    def __init__(self, session: Any, card: ModelCard, path: Path) -> None:
         self.session = session
         self.card = card
         self.path = path
-        self.version: str = card["version"]
-        self.input_size: tuple[int, int] = (card["input"]["width"], card["input"]["height"])
+        self.version: str = card.version
+        self.input_size: tuple[int, int] = (card.input.width, card.input.height)
 
     @classmethod
     def load(cls, path: str | Path, *, threads: int = 1) -> PilotModel:

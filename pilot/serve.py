@@ -31,7 +31,6 @@ this module is the command line. Guards, errors, settings and the launcher are :
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -62,19 +61,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        settings = settings_from_args(args)
-    except ValueError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 2
-    from servicekit.launch import serve
+    from servicekit.launch import run_cli
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-          forwarded_allow_ips=settings.forwarded_allow_ips, header_timeout_s=settings.header_timeout_s,
-          timeout_graceful_shutdown=10)
-    return 0
+    return run_cli(PROG, argv, build_parser, settings_from_args, create_app, timeout_graceful_shutdown=10)
 
 
 if __name__ == "__main__":

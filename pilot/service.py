@@ -138,7 +138,7 @@ def create_app(settings: Settings) -> FastAPI:
         return ModelInfo(
             model_version=model.version if model else None,
             input={"width": model.input_size[0], "height": model.input_size[1]} if model else None,
-            card=model.card if model else None,
+            card=model.card.to_doc() if model else None,
             last_error=slot.last_error,
         )
 

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from game import tracklist
-from pilot.runtime import CARD_FILE, MODEL_FILE, OUTPUT, SPEED_SCALE, Prediction, keys_from
+from pilot.card import ModelCard
+from pilot.runtime import MODEL_FILE, OUTPUT, SPEED_SCALE, Prediction, keys_from, write_card
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -153,7 +154,7 @@ def export_onnx(model: Any, path: Path, height: int, width: int) -> None:
 
 def train(datasets: list[str], out: str | Path, *, epochs: int = 8, batch: int = 128, seed: int = 0,
           val_share: float = 0.1, threads: int = 2, patience: int = 3, verbose: int = 1,
-          init: str | Path | None = None) -> dict[str, Any]:
+          init: str | Path | None = None) -> ModelCard:
     """Train, export and write the card; returns the card. ``init``: start from this model folder's weights."""
     import keras
     import tensorflow as tf
@@ -195,7 +196,7 @@ def train(datasets: list[str], out: str | Path, *, epochs: int = 8, batch: int =
     target_mae = float(np.abs(pred.target_speed - data.target_speed[val]).mean())
     digest = hashlib.sha256((out / MODEL_FILE).read_bytes()).hexdigest()
     trained_frames = int((~val).sum())
-    card = {
+    card = ModelCard.model_validate({
         "version": f"{out.name}-{digest[:10]}",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "input": {"width": int(width), "height": int(height), "image": "RGB uint8 / 255, NHWC float32",
@@ -217,8 +218,8 @@ def train(datasets: list[str], out: str | Path, *, epochs: int = 8, batch: int =
                     "val_same_keys": round(float(same_keys.mean()), 4),
                     "note": "per-frame figures; judge a pilot by full laps (python -m pilot.drive MODEL --pilot)"},
         "history": {k: [round(float(v), 5) for v in vs] for k, vs in history.history.items()},
-    }
-    (out / CARD_FILE).write_text(json.dumps(card, indent=1) + "\n")
+    })
+    write_card(out, card)
     return card
 
 
@@ -233,14 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads")
     p.add_argument("--init", default=None, help="start from this model folder's weights (e.g. the last DAgger round)")
     args = p.parse_args(argv)
+    from pilot.dataset import read_manifest
+
     for path in args.datasets:
-        if not (Path(path) / "dataset.json").is_file():
-            print(f"error: {path} is not a dataset (no dataset.json; see python -m pilot.dataset)", file=sys.stderr)
-            return 2
-        try:  # frames of a held-out track would make every later --pilot evaluation a seen track
-            tracklist.check(json.loads((Path(path) / "dataset.json").read_text()).get("tracks", []),
-                            tracklist.Purpose.TRAINING)
-        except (ValueError, AttributeError) as exc:
+        try:
+            manifest = read_manifest(Path(path))
+            # frames of a held-out track would make every later --pilot evaluation a seen track
+            tracklist.check(list(manifest.tracks), tracklist.Purpose.TRAINING)
+        except (OSError, ValueError) as exc:
             print(f"error: {path}: {exc}", file=sys.stderr)
             return 2
     if args.init and not (Path(args.init) / "model.keras").is_file():
@@ -252,8 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     card = train(args.datasets, args.out, epochs=args.epochs, batch=args.batch, seed=args.seed,
                  val_share=args.val_share, threads=args.threads, verbose=1 if sys.stdout.isatty() else 2,
                  init=args.init)
-    print(json.dumps({"out": args.out, "version": card["version"], **card["metrics"],
-                      "seconds": card["training"]["seconds"]}))
+    print(json.dumps({"out": args.out, "version": card.version, **card.metrics,
+                      "seconds": card.training["seconds"]}))
     return 0
 
 

@@ -45,3 +45,23 @@ def serve(app: Any, **config: Any) -> None:
     import uvicorn
 
     uvicorn.Server(uvicorn_config(app, **config)).run()
+
+
+def run_cli(prog: str, argv: list[str] | None, build_parser: Any, settings_from_args: Any, create_app: Any,
+            **config: Any) -> int:
+    """A service's ``main``: parse its settings (a bad one is one line and exit 2), log, serve until
+    SIGTERM/SIGINT. ``create_app(settings)`` builds the routes; ``config`` goes to uvicorn."""
+    import logging
+    import sys
+
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+          forwarded_allow_ips=getattr(settings, "forwarded_allow_ips", None),
+          header_timeout_s=settings.header_timeout_s, **config)
+    return 0

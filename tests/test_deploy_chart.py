@@ -366,6 +366,8 @@ def test_helm_test_hook_checks_readyz(helm):
         "pilot.model.path=../etc",
         "collect.pods=0",
         "collect.redisUrl=frames:6379",
+        "redis.maxmemory=1Gi",
+        "redis.persistence.sizee=8Gi",
     ],
 )
 def test_values_schema_rejects_bad_values(helm, bad):
@@ -565,3 +567,66 @@ def test_release_redis_requires_a_password_from_a_secret(helm):
     (g,) = pod_spec(one(external, "Deployment", "rrp-game"))["containers"]
     assert g["env"][1]["valueFrom"]["secretKeyRef"]["name"] == "frames-redis"
     assert schema_errors(objects) == []
+
+
+REDIS_UNITS = {"kb": 1024, "mb": 1024**2, "gb": 1024**3}
+KUBE_UNITS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+
+
+def redis_server_args(container: dict) -> list[str]:
+    """redis-server's arguments in the Redis container, whether given as args or inside the sh -c line."""
+    if container.get("command"):
+        return container["command"][2].split()
+    return container["args"]
+
+
+def redis_bytes(text: str) -> int:
+    number, unit = text[:-2], text[-2:]
+    return int(number) * REDIS_UNITS[unit.lower()]
+
+
+def kube_bytes(text: str) -> int:
+    return int(text[:-2]) * KUBE_UNITS[text[-2:]]
+
+
+@pytest.mark.parametrize("auth", ["true", "false"])
+def test_release_redis_stops_writes_below_its_memory_limit_instead_of_being_killed(helm, auth):
+    """Redis's own ceiling (maxmemory) sits below the pod's memory limit and it never evicts: at the
+    ceiling writes fail (the game counts drops, pilot.collect backs off) rather than the kernel killing
+    Redis, which came back empty. No persistence unless asked for."""
+    objects = render(helm, "--set", "redis.enabled=true", "--set", f"redis.auth.enabled={auth}")
+    deployment = one(objects, "Deployment", "rrp-redis")
+    (c,) = pod_spec(deployment)["containers"]
+    args = [a.strip('"') for a in redis_server_args(c)]
+    maxmemory = redis_bytes(args[args.index("--maxmemory") + 1])
+    assert 0 < maxmemory < kube_bytes(c["resources"]["limits"]["memory"])
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    assert args[args.index("--appendonly") + 1] == "no"
+    assert pod_spec(deployment)["volumes"] == [{"name": "data", "emptyDir": {}}]
+    assert not by_kind(objects, "PersistentVolumeClaim")
+    assert schema_errors(objects) == []
+
+
+def test_release_redis_append_only_file_on_a_claim(helm):
+    """redis.persistence.enabled: an append-only file on a PVC of its own (kept on uninstall), or on
+    an existing claim; the memory ceiling stays."""
+    objects = render(helm, "--set", "redis.enabled=true", "--set", "redis.persistence.enabled=true",
+                     "--set", "redis.persistence.size=20Gi", "--set", "redis.persistence.storageClass=fast")
+    claim = one(objects, "PersistentVolumeClaim", "rrp-redis-data")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    assert claim["spec"]["storageClassName"] == "fast" and claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    spec = pod_spec(one(objects, "Deployment", "rrp-redis"))
+    assert spec["volumes"] == [{"name": "data", "persistentVolumeClaim": {"claimName": "rrp-redis-data"}}]
+    (c,) = spec["containers"]
+    assert c["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    args = redis_server_args(c)
+    assert args[args.index("--appendonly") + 1] == "yes"
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    assert spec["securityContext"]["fsGroup"] == 999, "the claim is writable by Redis's user"
+    assert schema_errors(objects) == []
+    existing = render(helm, "--set", "redis.enabled=true", "--set", "redis.persistence.enabled=true",
+                      "--set", "redis.persistence.existingClaim=frames")
+    assert not by_kind(existing, "PersistentVolumeClaim")
+    assert pod_spec(one(existing, "Deployment", "rrp-redis"))["volumes"][0]["persistentVolumeClaim"] == {
+        "claimName": "frames"}

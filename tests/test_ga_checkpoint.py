@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from evaluator import ControllerSpec, EvaluationTask
-from ga import atomic, checkpoint, cmaes
+from ga import checkpoint, cmaes
 from ga.checkpoint import CheckpointError
 from ga.config import EvolutionConfig
 from ga.evolve import initial_generation, next_generation
 from ga.executors import LocalExecutor
 from ga.toolbox import make_statistics, make_toolbox
 from game import DEFAULT_TRACK
+from servicekit import atomic
 
 CONFIG = EvolutionConfig(
     seed=5, strategy="ga", population=6, track_label=DEFAULT_TRACK, hof_size=3,
@@ -133,9 +134,17 @@ def test_invalid_documents_are_refused_with_a_reason(tmp_path, evolved, change, 
     (lambda d: d["strategy"]["C"].pop(), "genome length"),
     (lambda d: d["strategy"].update(sigma=-1.0), "step size"),
     (lambda d: d.update(strategy=None), "strategy state"),
-], ids=["covariance-shape", "sigma", "missing"])
+    (lambda d: d["strategy"]["C"][0].__setitem__(0, -5.0), "not positive definite"),
+    (lambda d: d["strategy"]["C"][0].__setitem__(1, d["strategy"]["C"][0][1] + 0.5), "not symmetric"),
+], ids=["covariance-shape", "sigma", "missing", "covariance-not-positive-definite", "covariance-not-symmetric"])
 def test_invalid_cma_states_are_refused_with_a_reason(tmp_path, evolved_cma, change, words):
-    assert words in str(mutate_and_load(tmp_path, evolved_cma, change, CMA_CONFIG))
+    """Also with the digest recomputed: the state itself is checked, not only its integrity (a covariance
+    that is not positive definite used to load and give NaN genomes in the next generation)."""
+    def change_and_resign(doc):
+        change(doc)
+        doc["digest"] = checkpoint.content_digest(doc)
+
+    assert words in str(mutate_and_load(tmp_path, evolved_cma, change_and_resign, CMA_CONFIG))
 
 
 @pytest.mark.parametrize("change", [

@@ -26,7 +26,7 @@ def _image(i: int) -> np.ndarray:
 
 def _sensing(i: int) -> dict:
     return {"speed": float(i) * 0.5, "rays": [float(i + k) for k in range(15)], "x": 1.0, "y": 2.0,
-            "heading": 0.25, "progress": 0.1}
+            "heading": 0.25, "progress": 0.1, "track": "oval"}
 
 
 def test_frames_reach_the_stream_with_sensing_and_controls(redis_server):
@@ -131,7 +131,7 @@ def test_export_and_ls_cli(redis_server, tmp_path, capsys):
 
     assert frames_cli.main(["ls", "--redis", redis_server.url, "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert listed == [{"session": "s5", "frames": 450, "track": "oval", "tracks": ["oval"],
+    assert listed == [{"session": "s5", "frames": 450, "kind": "game", "track": "oval", "tracks": ["oval"],
                        "started": listed[0]["started"], "format": "jpeg", "every": 1}]
 
     out = tmp_path / "ds"

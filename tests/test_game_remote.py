@@ -57,7 +57,7 @@ def test_remote_errors_are_clear(game_url):
         with pytest.raises(RemoteGameError, match="unknown track"):
             game.reset(track="atlantis")
         with pytest.raises(RemoteGameError, match="steps"):
-            game.step([True, False, False, False], steps=0)
+            game.advance([True, False, False, False], steps=0)
 
 
 def test_best_json_replay_against_a_game(game_url, tmp_path, capsys):
@@ -71,6 +71,6 @@ def test_best_json_replay_against_a_game(game_url, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out == {"result": result.to_dict(), "matches_recorded": True}
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"genome": [1.0], "task": task.model_dump(mode="json")}))
+    bad.write_text(json.dumps({"schema_version": 1, "genome": [1.0], "task": task.model_dump(mode="json")}))
     assert main(["--url", game_url, "--best", str(bad)]) == 2
     assert "genes" in capsys.readouterr().err

@@ -165,7 +165,7 @@ def test_startup_errors_are_clear(tmp_path):
     assert r.returncode == 2 and "no best.json" in r.stderr
     r = subprocess.run([sys.executable, "-m", "game", "--no-render"], cwd=tmp_path, env=dict(env, RRP_PORT="abc"),
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "--port" in r.stderr
+    assert r.returncode == 2 and "RRP_PORT must be an integer, got 'abc'" in r.stderr
 
 
 def test_replay_drives_the_evolved_controller(tmp_path):

@@ -164,7 +164,7 @@ def test_past_and_bad_commands_are_refused(track):
     with pytest.raises(GameError, match="too far ahead"):
         g.submit_controls([], frame=10**9)
     with pytest.raises(GameError, match="steps must be >= 1"):
-        g.step([], 0)
+        g.advance([], 0)
     with pytest.raises(GameError, match="unknown command"):
         g.command(999)
     assert g.counters["commands_refused"] == 2
@@ -202,7 +202,7 @@ def test_lockstep_matches_an_in_process_race(track):
     for _ in range(40):
         keys = rng.random(4) < np.array([0.8, 0.1, 0.3, 0.3])
         n = int(rng.integers(1, 5))
-        st = g.step([bool(k) for k in keys], n)
+        st = g.advance([bool(k) for k in keys], n)
         for _ in range(n):
             obs = race.step(keys[None, :])
         assert st["steps_taken"] == n
@@ -211,12 +211,21 @@ def test_lockstep_matches_an_in_process_race(track):
     assert st["frame"] == race.frame
 
 
+def test_lockstep_handler_is_advance_not_a_second_step_shape():
+    """``step`` is the Gymnasium envs' ``step(action)``; the lock-step handler (and its HTTP client) is
+    ``advance(keys, n)``, so no object in the game answers ``step`` with another signature."""
+    from game.remote import RemoteGame
+
+    assert hasattr(GameRunner, "advance") and not hasattr(GameRunner, "step")
+    assert hasattr(RemoteGame, "advance") and not hasattr(RemoteGame, "step")
+
+
 def test_one_lap_race_stops_and_reports_result(track):
     g = GameRunner(track, "lockstep", clock=FakeClock())
     g.reset(None, max_frames=30, continuous=False)
-    st = g.step(["forward"], 100)
+    st = g.advance(["forward"], 100)
     assert st["steps_taken"] == 30 and st["done"] and st["result"]["frames"] >= 0
-    assert g.step(["forward"], 5)["steps_taken"] == 0
+    assert g.advance(["forward"], 5)["steps_taken"] == 0
 
 
 def test_recorder_hook_gets_every_frame_with_its_controls(track):
@@ -264,7 +273,7 @@ def test_jobs_run_on_the_loop_thread(track):
     assert g.call(lambda: threading.current_thread().name) == t.name
     with pytest.raises(ZeroDivisionError):
         g.call(lambda: 1 / 0)
-    assert g.call(lambda: g.step(["forward"], 3))["frame"] == 3
+    assert g.call(lambda: g.advance(["forward"], 3))["frame"] == 3
     stop.set()
     t.join(10)
     with pytest.raises(GameError, match="shutting down"):

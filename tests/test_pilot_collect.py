@@ -6,6 +6,7 @@ Real parts: the game's offscreen renderer in spawned worker processes, a real re
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -111,7 +112,8 @@ def test_cli_refuses_bad_input_with_one_line(redis_server):
 
 def test_an_evolved_controller_labels_with_its_own_steering_and_the_speed_it_reaches(tmp_path):
     """A hand-written mlp genome: always forward, steer towards the side with the farther wall."""
-    from evaluator import ControllerSpec, make_controller
+    from evaluator import ControllerSpec, EvaluationTask, make_controller
+    from evaluator.best import BestRecord
     from pilot.expert import GenomeExpert, make_expert
 
     spec = ControllerSpec(kind="mlp", hidden=(1,))
@@ -121,9 +123,9 @@ def test_an_evolved_controller_labels_with_its_own_steering_and_the_speed_it_rea
     b2 = np.array([1.0, -1.0, -0.2, -0.2])  # forward always, never back; steer beyond a dead zone
     genome = [*w1.ravel(), 0.0, *w2.ravel(), *b2]
     best = tmp_path / "best.json"
-    best.write_text(json.dumps({"genome": genome, "controller": spec.model_dump(), "task": {"track": "oval"}}))
+    BestRecord(genome=genome, task=EvaluationTask(track="oval", controller=spec)).write(best)
     track = track_by_name("oval")
-    expert = make_expert(str(best), track)
+    expert = make_expert(str(best), track, specialist=False)  # its raw first key, no fallback
     assert isinstance(expert, GenomeExpert)
     controller = make_controller(spec, np.array([genome]))
     env = RallyRoboPilotVectorEnv(1, track=track, max_frames=None, stall_frames=None, continuous=True)
@@ -149,7 +151,103 @@ def test_an_evolved_controller_labels_with_its_own_steering_and_the_speed_it_rea
     for i in range(3):
         assert (together[0][i], together[1][i]) == (alone[i][0][0], alone[i][1][0])
     schedule = tmp_path / "schedule.json"
-    schedule.write_text(json.dumps({"genome": [0.0] * 20, "controller": {"kind": "schedule", "segments": 10},
-                                    "task": {"track": "oval"}}))
+    BestRecord(genome=[0.0] * 20, task=EvaluationTask(
+        track="oval", controller=ControllerSpec(kind="schedule", segments=10))).write(schedule)
     with pytest.raises(ValueError, match="cannot label other poses"):
         make_expert(str(schedule), track)
+
+
+# -- specialists: a genome expert per track, pursuit where it fails --------------------------------------
+
+
+def wall_follower(folder: Path, track: str = "oval") -> Path:
+    """A hand-written mlp genome that laps oval cleanly: forward, steer towards the farther wall."""
+    from support import write_best_json
+
+    from evaluator import ControllerSpec, EvaluationTask
+
+    w1 = np.zeros((16, 1))
+    w1[14, 0], w1[0, 0] = 8.0, -8.0
+    w2 = np.array([[0.0, 0.0, 1.0, -1.0]])
+    b2 = np.array([1.0, -1.0, -0.2, -0.2])
+    folder.mkdir(parents=True, exist_ok=True)
+    lap = write_best_json(folder, EvaluationTask(track=track, controller=ControllerSpec(kind="mlp", hidden=(1,))),
+                          [*w1.ravel(), 0.0, *w2.ravel(), *b2])
+    assert lap.finished and lap.collisions == 0
+    return folder / "best.json"
+
+
+def test_a_specialist_labels_its_line_with_smoothed_steering_and_hands_failures_to_pursuit(tmp_path):
+    from pilot.expert import SPECIALIST, GenomeExpert, make_expert
+
+    best = wall_follower(tmp_path / "oval")
+    track = track_by_name("oval")
+    expert = make_expert(str(best), track)
+    assert isinstance(expert, GenomeExpert) and expert.fallback is not None
+    raw = make_expert(str(best), track, specialist=False)
+    # along its own lap it labels every pose itself, steering averaged over 5 frames of its keys
+    env = RallyRoboPilotVectorEnv(1, track=track, max_frames=None, stall_frames=None, continuous=True)
+    observation, _ = env.reset()
+    for _ in range(150):
+        st = env.race.state
+        steering, target = expert.label(st.x, st.y, st.heading, st.speed)
+        assert expert.sources == ["genome"]
+        assert steering[0] * SPECIALIST["steer_window"] == pytest.approx(round(steering[0] * 5))
+        assert target[0] == raw.label(st.x, st.y, st.heading, st.speed)[1][0]  # the speed 10 frames on
+        observation, *_ = env.step(expert.controller.act(observation))
+    # facing a wall at speed, or turned back along the road: the specialist's look-ahead fails, pursuit labels
+    (cx, cy), (tx, ty) = track.centerline[200], track.tangents[200]
+    side = track.width / 2 - 2.0
+    poses = [(cx - ty * side, cy + tx * side, math.atan2(ty, tx) + 1.4, 30.0),  # into the left wall
+             (cx, cy, math.atan2(ty, tx) + math.pi, 10.0)]  # the wrong way
+    for pose in poses:
+        steering, target = expert.label(*([v] for v in pose))
+        assert expert.sources == ["pursuit"]
+        want = PursuitExpert(track).label(*([v] for v in pose))
+        assert (steering[0], target[0]) == (want[0][0], want[1][0])
+
+
+def test_collection_from_a_folder_of_experts_records_who_labelled_each_frame(redis_server, tmp_path):
+    """oval has a specialist, hairpins none (pursuit); each frame says who labelled it, through the export."""
+    from pilot.collect import specialists
+
+    wall_follower(tmp_path / "experts" / "oval")
+    (tmp_path / "experts" / "hairpins").mkdir()  # a folder without a finished run: pursuit labels it
+    found = specialists(str(tmp_path / "experts"), ["oval", "hairpins"])
+    assert found == {"oval": str(tmp_path / "experts" / "oval" / "best.json")}
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "pilot.collect", "--redis", redis_server.url, "--run", "x",
+                           "--tracks", "oval,hairpins", "--episodes", "4", "--frames", "60", "--workers", "1",
+                           "--seed", "3", "--experts", str(tmp_path / "experts"), "--quiet"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    client = redis.Redis.from_url(redis_server.url)
+    fields = client.xrange("rrp:frames:x-00000", count=1)[0][1]
+    assert fields[b"schema_version"] == b"2" and fields[b"expert"] in (b"genome", b"pursuit")
+    export_run(redis_server.url, "x", tmp_path / "d")
+    frames = load([tmp_path / "d"])
+    by_track = {t: set(frames.expert[frames.track == t]) for t in ("oval", "hairpins")}
+    assert by_track["hairpins"] == {"pursuit"}
+    assert "genome" in by_track["oval"]
+    assert frames.sources[0]["labelled_by"]["genome"] == int((frames.expert == "genome").sum())
+    manifest = json.loads((tmp_path / "d" / "dataset.json").read_text())
+    assert {e["track"]: e["expert"] for e in manifest["episodes"]} == {
+        "oval": found["oval"], "hairpins": "pursuit"}
+    # the genome labels are the specialist's at the recorded pose
+    from pilot.expert import make_expert
+
+    data = np.load(tmp_path / "d" / "episodes" / "00000.npz")
+    expert = make_expert(found["oval"], track_by_name("oval"))
+    steering, target = expert.label(data["x"][:5], data["y"][:5], data["heading"][:5], data["speed"][:5])
+    np.testing.assert_allclose(data["steering"][:5], steering, atol=1e-9)
+    assert list(data["expert"][:5]) == expert.sources
+
+
+def test_experts_folder_without_any_finished_specialist_is_refused(tmp_path):
+    from pilot.collect import specialists
+
+    with pytest.raises(ValueError, match="no such folder"):
+        specialists(str(tmp_path / "none"), ["oval"])
+    (tmp_path / "e").mkdir()
+    with pytest.raises(ValueError, match="no finished mlp specialist"):
+        specialists(str(tmp_path / "e"), ["oval"])

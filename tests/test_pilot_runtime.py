@@ -33,7 +33,8 @@ def write_known_model(folder, width=8, height=6, card=None):
     model.ir_version = 9
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save(model, folder / "model.onnx")
-    card = card if card is not None else {"version": "known-1", "input": {"width": width, "height": height}}
+    card = card if card is not None else {"schema_version": 1, "version": "known-1",
+                                          "input": {"width": width, "height": height}}
     (folder / "model.json").write_text(json.dumps(card))
     return folder
 
@@ -62,8 +63,8 @@ def test_bad_input_is_refused_with_a_message_naming_it(tmp_path):
 
 
 def test_a_model_without_a_valid_card_does_not_load(tmp_path):
-    folder = write_known_model(tmp_path / "m", card={"version": 3})
-    with pytest.raises(ValueError, match="needs 'version'"):
+    folder = write_known_model(tmp_path / "m", card={"schema_version": 1, "version": 3})
+    with pytest.raises(ValueError, match="invalid model card: version"):
         PilotModel.load(folder)
     (folder / "model.json").unlink()
     with pytest.raises(FileNotFoundError, match="no model card"):

@@ -70,13 +70,13 @@ def trained(tiny_dataset, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("models") / "tiny"
     card = train([str(tiny_dataset)], out, epochs=1, batch=32, seed=5, verbose=0)
-    return out, card
+    return out, card.to_doc()
 
 
 def test_the_model_card_says_what_the_runtime_and_a_reader_need(trained):
     out, card = trained
     on_disk = json.loads((out / "model.json").read_text())
-    assert on_disk == card
+    assert on_disk == card and card["schema_version"] == 1
     assert card["input"]["width"] == 96 and card["input"]["height"] == 72
     assert card["version"].startswith("tiny-")
     assert card["data"]["frames"] == 240 and card["data"]["train_frames"] + card["data"]["validation_frames"] == 240
@@ -128,7 +128,7 @@ def test_training_is_seeded(trained, tiny_dataset, tmp_path):
 
     out, card = trained
     again = train([str(tiny_dataset)], tmp_path / "again", epochs=1, batch=32, seed=5, verbose=0)
-    assert again["history"] == card["history"]
+    assert again.history == card["history"]
     frames = load([tiny_dataset])
     a = PilotModel.load(out).predict(frames.images[:50], frames.speed[:50])
     b = PilotModel.load(tmp_path / "again").predict(frames.images[:50], frames.speed[:50])
@@ -144,9 +144,11 @@ def test_train_cli_refuses_a_folder_that_is_not_a_dataset(tmp_path):
 
 
 def test_train_cli_refuses_a_dataset_with_frames_of_a_held_out_track(tmp_path, capsys):
+    from pilot.records import DatasetManifest
     from pilot.train import main
 
-    (tmp_path / "dataset.json").write_text(json.dumps({"tracks": ["oval", UNSEEN_TRACK]}))
+    DatasetManifest(run="r", frames=0, width=96, height=72, tracks=["oval", UNSEEN_TRACK],
+                    episodes=[]).write(tmp_path / "dataset.json")  # through the manifest's one writer
     assert main([str(tmp_path), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{UNSEEN_TRACK} is held out" in err and not (tmp_path / "m").exists()

@@ -5,8 +5,9 @@
 #      executor's run of the same configuration (same image, `--workers 2`, no HTTP);
 #   2. the game's camera frames reach the Redis stream, and its published port answers;
 #   3. every container runs as non-root on a read-only root filesystem;
-# and tears everything down, also on failure. A container that exits, restarts or never turns
-# healthy fails the stage with its log. Needs root (rootful podman) and podman-compose on PATH.
+# and tears its own stack down (a compose project named for this run: two stages on one host leave
+# each other alone), also on failure. A container that exits, restarts or never turns healthy fails
+# the stage with its log. Needs root (rootful podman) and podman-compose on PATH.
 #
 #   tools/containers/stage.sh     # RRP_GA_GENERATIONS=3 RRP_GA_POPULATION=32 by default
 set -euo pipefail
@@ -19,7 +20,9 @@ for tool in podman podman-compose debootstrap; do
 done
 [ "$(id -u)" = 0 ] || fail "needs root: the stage runs rootful podman"
 
-PROJECT="${RRP_STAGE_PROJECT:-rrp-stage}"
+# a project of its own: a second stage on this host neither sees nor tears down this one's stack
+PROJECT="$(stage_project)"
+echo "container stage: compose project $PROJECT"
 HEALTH_TIMEOUT="${RRP_STAGE_HEALTH_TIMEOUT:-300}"
 GA_TIMEOUT="${RRP_STAGE_GA_TIMEOUT:-900}"
 export RRP_EVALUATOR_REPLICAS=2
@@ -30,19 +33,18 @@ export RRP_REDIS_PASSWORD="${RRP_REDIS_PASSWORD:-$(python3 -c 'import secrets; p
 # the game's published port: a free one, so the stage never collides with a running game
 RRP_GAME_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 export RRP_GAME_PORT
-compose=(podman-compose -p "$PROJECT" -f docker-compose.yml -f tools/containers/compose.podman.yml)
+compose=(podman-compose -p "$PROJECT" "${STAGE_FILES[@]}")
 work="$(mktemp -d)"
 
-containers() { podman ps -a --filter "label=io.podman.compose.project=$PROJECT" --format '{{.Names}}' | sort; }
+containers() { stage_containers "$PROJECT"; }
 teardown() {
     local rc=$?
     if [ "$rc" != 0 ]; then
         podman ps -a --filter "label=io.podman.compose.project=$PROJECT" \
             --format '{{.Names}}  {{.Status}}' >&2 || true
     fi
-    "${compose[@]}" down -v -t 5 >/dev/null 2>&1 || true
+    stage_down "$PROJECT"
     rm -rf "$work"
-    [ -z "$(containers)" ] || echo "container stage: containers left behind: $(containers)" >&2
     exit "$rc"
 }
 trap teardown EXIT
@@ -52,7 +54,6 @@ echo "container stage: load average $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc)
 tools/containers/build_images.sh
 
 # --- the stack without the GA, until every container's own healthcheck passes ------------------
-"${compose[@]}" down -v -t 5 >/dev/null 2>&1 || true   # leftovers of an interrupted run
 up_start="$(now)"
 timed "compose up" "${compose[@]}" up -d --no-build redis game evaluator
 # Podman runs healthchecks from systemd timers; without systemd they are run here, and
@@ -83,7 +84,7 @@ podman logs "$ga" 2>&1 | sed 's/^/  ga: /'
 [ "$ga_rc" = 0 ] || { podman logs --tail 30 "$ga" >&2; fail "the GA exited with $ga_rc"; }
 printf 'timing: %-24s %6s s\n' "GA done" "$(since "$ga_start")"
 printf 'timing: %-24s %6s s\n' "compose up to GA done" "$(since "$up_start")"
-podman cp "$ga:/runs/stage/best.json" "$work/compose.json"
+podman cp "$ga:/runs/compose/best.json" "$work/compose.json"
 
 # --- check 1: the same configuration on the local executor, in the same image ---------------------
 local_start="$(now)"

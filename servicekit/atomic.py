@@ -1,5 +1,7 @@
 """Atomic file writes: a reader (or a resumed run) never sees a half-written file.
 
+Used by the GA's run folder and by every record file (``servicekit.records``), so it lives in the bottom layer.
+
 The text goes to a temporary file in the same folder, is flushed to disk, then replaces the
 target with ``os.replace`` (atomic on POSIX). Killing the run at any moment leaves either
 the previous complete file or the new complete file (and, killed at the worst moment, a
