@@ -90,7 +90,7 @@ def run_ppo(out: Path, track: str, seed: int, budget: int, reward: str, hidden: 
     best = trainer.best
     return {"method": f"PPO (rl.train, {config.cars} cars, reward {config.reward.describe()})",
             "car_frames": trainer.car_frames, "wall_s": wall, "at": best["car_frames"],
-            "result": LapResult.from_dict(best["result"])}
+            "result": LapResult.from_dict(best["record"]["result"])}
 
 
 def raw_speed(track: str, cars: int, seconds: float = 5.0) -> float:

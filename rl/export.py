@@ -3,8 +3,8 @@
 The deterministic PPO policy (a key held when its logit is positive) and
 ``evaluator.controllers.MLPController`` (tanh hidden layers, a key held when its output is positive)
 are the same function when the weights are laid out the same way, so the actor network *is* a genome:
-for every layer its ``(in, out)`` weights row by row, then its biases. The written ``best.json`` has the
-shape ``ga.run`` writes (genome, controller, task, result, tracks), so every judge of evolved
+for every layer its ``(in, out)`` weights row by row, then its biases. The ``best.json`` is written by its
+one writer, ``evaluator.best.BestRecord``, as ``ga.run`` writes it, so every judge of evolved
 controllers takes a PPO policy unchanged: ``python -m ga.replay RUN``, ``python -m ga.report RUN``
 (held-out tracks, perturbed), the evaluator fleet, the game (``ga.replay --watch``).
 
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from evaluator import ControllerSpec, EvaluationTask, fitness_over_tracks
+from evaluator.best import BestRecord, TrackLap
 from game import LapResult
 from rl.ppo import Layers
 
@@ -46,18 +47,11 @@ def layers(spec: ControllerSpec, genes: Sequence[float]) -> Layers:
     return out
 
 
-def best_document(genes: list[float], spec: ControllerSpec, tasks: Sequence[EvaluationTask], labels: Sequence[str],
-                  results: Sequence[LapResult], extra: dict) -> dict:
-    """``best.json`` in ``ga.run``'s shape: ``task``/``result`` of the first track, every track in ``tracks``."""
-    return {
-        "genome": genes,
-        "controller": spec.model_dump(mode="json"),
-        "task": tasks[0].model_dump(mode="json"),
-        "result": results[0].to_dict(),
-        "fitness": fitness_over_tracks(results),
-        "track": ",".join(labels),
-        "strategy": "ppo",
-        "tracks": [{"track": label, "task": task.model_dump(mode="json"), "result": result.to_dict()}
-                   for label, task, result in zip(labels, tasks, results, strict=True)],
-        **extra,
-    }
+def best_record(genes: list[float], tasks: Sequence[EvaluationTask], labels: Sequence[str],
+                results: Sequence[LapResult]) -> BestRecord:
+    """``best.json`` through its one writer (``evaluator.best.BestRecord``, as ``ga.run`` writes it): the
+    first track's task and lap, every track in ``tracks``, strategy ``ppo``."""
+    return BestRecord(genome=genes, task=tasks[0], result=results[0], fitness=fitness_over_tracks(results),
+                      track=",".join(labels), strategy="ppo",
+                      tracks=[TrackLap(track=label, task=task, result=result)
+                              for label, task, result in zip(labels, tasks, results, strict=True)])

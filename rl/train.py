@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from evaluator import EvaluationTask, Perturbation, TrackData, fitness, fitness_over_tracks
+from evaluator.best import BestRecord
 from game import LapResult, tracklist
 from game import physics as P
 from game.env import OBSERVATION_SCALE, RallyRoboPilotVectorEnv
@@ -113,7 +114,7 @@ class Trainer:
             self.agent.actor = export.layers(self.spec, genes)
         self.iteration_index = 0
         self.car_frames = 0
-        self.best: dict | None = None  # best.json document
+        self.best: dict | None = None  # {"record": best.json's document, "iteration", "car_frames"}
 
     # --- one iteration ------------------------------------------------------------------------------
     def collect(self) -> tuple[dict[str, np.ndarray], dict[str, float]]:
@@ -204,12 +205,11 @@ class Trainer:
         self.car_frames += stats.pop("driven") + eval_frames
         self.iteration_index += 1
         score = fitness_over_tracks(results)
-        if self.best is None or score > self.best["fitness"]:
-            self.best = export.best_document(export.genome(self.agent.actor), self.spec, self.tasks, self.labels,
-                                             results, {"iteration": self.iteration_index,
-                                                       "car_frames": self.car_frames})
+        if self.best is None or score > self.best["record"]["fitness"]:
+            record = export.best_record(export.genome(self.agent.actor), self.tasks, self.labels, results)
+            self.best = {"record": record.to_doc(), "iteration": self.iteration_index, "car_frames": self.car_frames}
         first = results[0]
-        best_first = LapResult.from_dict(self.best["result"])
+        best_first = LapResult.from_dict(self.best["record"]["result"])
         return {**stats, **losses, "lr": lr, "eval_fitness": score, "collect_s": t1 - t0, "update_s": t2 - t1,
                 "eval_lap_s": first.lap_time_s if first.finished else math.nan,
                 "best_lap_s": best_first.lap_time_s if best_first.finished else math.nan,
@@ -230,7 +230,7 @@ class Trainer:
                  "rng": self.rng.bit_generator.state, "best": self.best}
         _write_json(run_dir / "checkpoint.json", state)
         if self.best is not None:
-            _write_json(run_dir / "best.json", self.best)
+            BestRecord.model_validate(self.best["record"]).write(run_dir / "best.json")
 
     def load(self, run_dir: Path) -> None:
         state = json.loads((run_dir / "checkpoint.json").read_text(encoding="utf-8"))
@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: stopped; continue with: python -m {PROG} --resume {run_dir}", file=sys.stderr)
         return 130
     best = trainer.best or {}
-    result = LapResult.from_dict(best["result"]) if best else None
+    result = LapResult.from_dict(best["record"]["result"]) if best else None
     if result is not None and result.finished:
         print(f"best lap {result.lap_time_s:.2f} s on {trainer.labels[0]} (iteration {best['iteration']}, "
               f"{best['car_frames']:,} car-frames)")

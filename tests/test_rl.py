@@ -119,7 +119,7 @@ def test_command_line_writes_a_best_json_the_evaluator_replays(tmp_path, capsys)
     assert task.controller.hidden == (4,) and task.max_frames == 150
     assert task(genes) == stored  # the judge's own code drives the exported genome to the stored lap
     doc = json.loads((out / "best.json").read_text())
-    assert doc["strategy"] == "ppo" and doc["tracks"][0]["track"] == "oval"
+    assert doc["strategy"] == "ppo" and doc["tracks"][0]["track"] == "oval" and doc["schema_version"] == 1
     assert (out / "log.csv").read_text().startswith("iteration,car_frames")
     try:
         import tensorboardX  # noqa: F401
@@ -133,7 +133,7 @@ def test_init_starts_from_a_best_json_of_the_same_shape(tmp_path, capsys):
     second = Trainer(TrainConfig(**{**SMALL, "init": str(tmp_path / "first")}))
     genes = json.loads((tmp_path / "first" / "best.json").read_text())["genome"]
     assert export.genome(second.agent.actor) == genes
-    assert first.best["genome"] == genes
+    assert first.best["record"]["genome"] == genes
     assert main(["--track", "oval", "--hidden", "9", "--init", str(tmp_path / "first"), "--no-progress",
                  "--out", str(tmp_path / "bad")]) == 2
     assert "same --hidden" in capsys.readouterr().err
