@@ -2,9 +2,10 @@
 
 A checkpoint holds everything the loop carries between generations: the population with
 fitnesses and lap results, the hall of fame, the logbook, the generation number, the
-configuration, the CMA-ES strategy's state (``ga.cmaes``) and the states of python's ``random``
-(the GA's draws) and numpy's global generator (CMA-ES's draws), the run's only sources of
-randomness, taken after the generation's last draw. No pickle: the file is plain JSON,
+configuration, the CMA-ES strategy's record (``ga.cmaes``: its restarts and the fitness values told
+after every generation, replayed on load; each restart's generator is seeded from the run's seed)
+and the states of python's ``random`` (the GA's draws) and numpy's global generator, taken after
+the generation's last draw. No pickle: the file is plain JSON,
 validated on load, so a corrupt or foreign file is refused with a clear message rather
 than resumed into nonsense.
 
@@ -40,7 +41,7 @@ from ga.toolbox import make_individual, make_logbook
 from game import LapResult
 
 FORMAT = "rallyrobopilot-ga-checkpoint"
-VERSION = 3
+VERSION = 4
 
 
 class CheckpointError(Exception):
@@ -52,6 +53,7 @@ class _Individual(BaseModel):
     genome: list[FiniteFloat]
     fitness: FiniteFloat
     results: list[dict] = Field(min_length=1)
+    generation: int | None = Field(default=None, ge=0)
 
 
 class _Wall(BaseModel):
@@ -64,7 +66,7 @@ class _Wall(BaseModel):
 class _Checkpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: Literal["rallyrobopilot-ga-checkpoint"]
-    version: Literal[3]
+    version: Literal[4]
     generation: int
     config: EvolutionConfig
     population: list[_Individual]
@@ -94,11 +96,13 @@ class Checkpoint:
 
 
 def _dump_individual(ind) -> dict:
-    return {"genome": list(ind), "fitness": ind.fitness.values[0], "results": [r.to_dict() for r in ind.results]}
+    return {"genome": list(ind), "fitness": ind.fitness.values[0], "results": [r.to_dict() for r in ind.results],
+            "generation": ind.generation}
 
 
 def _load_individual(data: _Individual):
-    return make_individual(data.genome, data.fitness, [LapResult.from_dict(r) for r in data.results])
+    return make_individual(data.genome, data.fitness, [LapResult.from_dict(r) for r in data.results],
+                           data.generation)
 
 
 def content_digest(doc: dict) -> str:
@@ -182,7 +186,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
 def _restore(doc: _Checkpoint, path: Path) -> Checkpoint:
     config = doc.config
     n_genes = config.genome_length()
-    if len(doc.population) != config.population:
+    if config.strategy == "ga" and len(doc.population) != config.population:
         raise CheckpointError(
             f"{path}: population has {len(doc.population)} individuals, config says {config.population}"
         )
@@ -215,10 +219,16 @@ def _restore(doc: _Checkpoint, path: Path) -> Checkpoint:
         raise CheckpointError(f"{path}: invalid numpy RNG state: {exc}") from None
     if (doc.strategy is None) != (config.strategy == "ga"):
         raise CheckpointError(f"{path}: strategy state does not match the {config.strategy!r} strategy")
+    if doc.strategy is not None and len(doc.strategy.told) != doc.generation + 1:
+        raise CheckpointError(f"{path}: CMA-ES record has {len(doc.strategy.told)} generations, "
+                              f"the checkpoint {doc.generation + 1}")
     try:
         strategy = None if doc.strategy is None else strategy_from_json(config, doc.strategy)
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+    if strategy is not None and [list(map(float, x)) for x in strategy.asked] != [i.genome for i in doc.population]:
+        raise CheckpointError(f"{path}: replaying the CMA-ES record does not give the stored population "
+                              "(another pycma version or other arithmetic); refusing to resume a different run")
     try:
         population = [_load_individual(i) for i in doc.population]
         hof_items = [_load_individual(i) for i in doc.hall_of_fame]
