@@ -180,7 +180,23 @@ def load(path: str | os.PathLike) -> Checkpoint:
     if not hmac.compare_digest(doc.digest, expected or ""):
         raise CheckpointError(f"{path}: content does not match its digest (the checkpoint was changed "
                               "after it was written); refusing to resume a different run")
+    if doc.strategy is not None:  # replayed once the document is known to be the one written
+        checkpoint.state.strategy = _replay(doc, path)
     return checkpoint
+
+
+def _replay(doc: _Checkpoint, path: Path):
+    """The CMA-ES strategy the record describes, checked against the stored population."""
+    if doc.strategy.told[-1] != [i.fitness for i in doc.population]:
+        raise CheckpointError(f"{path}: CMA-ES record of the last generation differs from the population's fitness")
+    try:
+        strategy = strategy_from_json(doc.config, doc.strategy)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    if [list(map(float, x)) for x in strategy.asked] != [i.genome for i in doc.population]:
+        raise CheckpointError(f"{path}: replaying the CMA-ES record does not give the stored population "
+                              "(another pycma version or other arithmetic); refusing to resume a different run")
+    return strategy
 
 
 def _restore(doc: _Checkpoint, path: Path) -> Checkpoint:
@@ -222,13 +238,7 @@ def _restore(doc: _Checkpoint, path: Path) -> Checkpoint:
     if doc.strategy is not None and len(doc.strategy.told) != doc.generation + 1:
         raise CheckpointError(f"{path}: CMA-ES record has {len(doc.strategy.told)} generations, "
                               f"the checkpoint {doc.generation + 1}")
-    try:
-        strategy = None if doc.strategy is None else strategy_from_json(config, doc.strategy)
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    if strategy is not None and [list(map(float, x)) for x in strategy.asked] != [i.genome for i in doc.population]:
-        raise CheckpointError(f"{path}: replaying the CMA-ES record does not give the stored population "
-                              "(another pycma version or other arithmetic); refusing to resume a different run")
+    strategy = None  # replayed in load(), after the digest check
     try:
         population = [_load_individual(i) for i in doc.population]
         hof_items = [_load_individual(i) for i in doc.hall_of_fame]

@@ -81,6 +81,7 @@ class CmaRun:
         self.es: cma.CMAEvolutionStrategy | None = None
         self.asked: list[np.ndarray] = []
         self._best: list[float] = []  # the current restart's best fitness after each of its generations
+        self._champion: tuple[float, np.ndarray] | None = None  # the best (fitness, genome) of every restart
 
     @property
     def population(self) -> int:
@@ -106,9 +107,12 @@ class CmaRun:
         opts = {"popsize": population, "randn": randn, "CMA_active": True,
                 "CMA_eigenmethod": numerics.eigh, "verbose": -9, "verb_log": 0, "verb_disp": 0,
                 "maxiter": np.inf}
+        warm = self.config.restart_sigma is not None and self._champion is not None
+        x0 = self._champion[1].copy() if warm else np.zeros(self.config.genome_length())
+        sigma0 = self.config.restart_sigma if warm else self.config.init_sigma
         with numerics.kernel_independent(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.es = cma.CMAEvolutionStrategy(np.zeros(self.config.genome_length()), self.config.init_sigma, opts)
+            self.es = cma.CMAEvolutionStrategy(x0, sigma0, opts)
         self.restarts.append(Restart(generation=generation, population=population, reason=reason))
         self._best = []
 
@@ -151,6 +155,8 @@ class CmaRun:
             self.es.tell(self.asked, [-f for f in values])
         self.told.append(values)
         best = max(values)
+        if self._champion is None or best > self._champion[0]:
+            self._champion = (best, np.array(self.asked[values.index(best)], dtype=float))
         self._best.append(best if not self._best else max(best, self._best[-1]))
 
     def restart_at(self, generation: int) -> Restart | None:

@@ -45,6 +45,8 @@ class EvolutionConfig(BaseModel):
     restart_factor: float = Field(2.0, ge=1.0, le=10.0, description="CMA-ES: population growth per restart")
     stall_laps: int = Field(1_000, ge=1, description="CMA-ES: the stall rule's window, in laps (>= 10 generations)")
     stall_tol: float = Field(0.05, ge=0.0, description="CMA-ES: least fitness gain (s of lap) over the window")
+    restart_sigma: float | None = Field(None, gt=0, description="CMA-ES: restart around the best genome so far "
+                                        "with this step size (None: from scratch, mean 0 and init_sigma)")
 
     @model_validator(mode="after")
     def _one_controller(self) -> EvolutionConfig:

@@ -63,8 +63,8 @@ DEFAULT_HIDDEN = (8,)
 SEGMENT_FRAMES = 10
 
 # Options that define the run's course: fixed once a run exists (refused with --resume).
-COURSE_OPTIONS = ("strategy", "population", "restarts", "track", "generated", "controller", "hidden", "seed",
-                  "max_frames", "ray_noise", "latency", "start_offset", "start_heading")
+COURSE_OPTIONS = ("strategy", "population", "restarts", "stall_laps", "restart_sigma", "track", "generated",
+                  "controller", "hidden", "seed", "max_frames", "ray_noise", "latency", "start_offset", "start_heading")
 # Perturbation options and the task fields they set.
 PERTURBATION_OPTIONS = {"ray_noise": "ray_noise", "latency": "latency_frames", "start_offset": "start_offset_m",
                         "start_heading": "start_heading_deg"}
@@ -105,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restarts", type=int, default=None,
                    help=f"cma: at most this many IPOP restarts, each with twice the population, when a run "
                    f"stalls (default {DEFAULT_RESTARTS}; 0: plain pycma)")
+    p.add_argument("--stall-laps", dest="stall_laps", type=int, default=None,
+                   help="cma: restart when the best fitness gained less than 0.05 over this many laps "
+                   "(at least 10 generations) (default 1000)")
+    p.add_argument("--restart-sigma", dest="restart_sigma", type=float, default=None,
+                   help="cma: restart around the best genome so far with this step size (default: from scratch)")
     p.add_argument("--track", default=None,
                    help="bundled track names or track JSON paths, comma separated, or 'all' (the bundled "
                    f"tracks) (default {DEFAULT_TRACK})")
@@ -179,8 +184,15 @@ def new_config(args: argparse.Namespace) -> tuple[EvolutionConfig, list[float | 
     restarts = DEFAULT_RESTARTS if args.restarts is None else args.restarts
     if restarts < 0:
         raise UsageError(f"--restarts must be at least 0, got {restarts}")
-    if args.restarts is not None and strategy != "cma":
-        raise UsageError("--restarts applies to --strategy cma only")
+    if (args.restarts is not None or args.stall_laps is not None) and strategy != "cma":
+        raise UsageError("--restarts and --stall-laps apply to --strategy cma only")
+    if args.stall_laps is not None and args.stall_laps < 1:
+        raise UsageError(f"--stall-laps must be at least 1, got {args.stall_laps}")
+    stall = {} if args.stall_laps is None else {"stall_laps": args.stall_laps}
+    if args.restart_sigma is not None:
+        if strategy != "cma" or not args.restart_sigma > 0:
+            raise UsageError("--restart-sigma applies to --strategy cma and must be positive")
+        stall["restart_sigma"] = args.restart_sigma
     kind = args.controller or "mlp"
     if kind not in CONTROLLER_KINDS:
         raise UsageError(f"unknown controller {kind!r}; choose from {', '.join(CONTROLLER_KINDS)}")
@@ -222,7 +234,7 @@ def new_config(args: argparse.Namespace) -> tuple[EvolutionConfig, list[float | 
     if population is None:
         population = default_population(tasks[0].controller.genome_length())
     config = EvolutionConfig(seed=seed, strategy=strategy, population=population, tasks=tuple(tasks),
-                             track_label=label, restarts=restarts)
+                             track_label=label, restarts=restarts, **stall)
     return config, [b.lap_time_s for b in baselines]
 
 
