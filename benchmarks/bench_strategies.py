@@ -73,7 +73,11 @@ def run_facts(run_dir: Path) -> dict:
 
 
 def one_run(out: Path, track: str, seed: int, options: list[str], budget: int, workers: int | None) -> dict:
-    argv = ["--track", track, "--seed", str(seed), "--budget", str(budget), "--out", str(out), *options]
+    """Run ``ga.run`` to ``budget`` laps; a folder left by an interrupted benchmark is resumed."""
+    if (out / "checkpoint.json").exists():
+        argv = ["--resume", str(out), "--budget", str(budget)]
+    else:
+        argv = ["--track", track, "--seed", str(seed), "--budget", str(budget), "--out", str(out), *options]
     if workers:
         argv += ["--workers", str(workers)]
     t0 = time.perf_counter()
@@ -81,6 +85,7 @@ def one_run(out: Path, track: str, seed: int, options: list[str], budget: int, w
         status = ga_run(argv)
     if status != 0:
         raise SystemExit(f"ga.run {' '.join(argv)} failed with status {status}")
+    (out / "bench-done").write_text(str(budget))
     return {**run_facts(out), "wall": time.perf_counter() - t0}
 
 
@@ -129,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             cells = []
             for name, options in arms:
                 out = root / f"{track}-{name}-s{seed}"
-                if args.keep and (out / "best.json").exists():
+                done = out / "bench-done"
+                if args.keep and done.exists() and done.read_text() == str(args.budget):
                     f = {**run_facts(out), "wall": math.nan}
                 else:
                     f = one_run(out, track, seed, options, args.budget, args.workers)
