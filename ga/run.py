@@ -52,7 +52,7 @@ from game.pursuit import pursuit_lap
 
 PROG = "ga.run"
 DEFAULT_GENERATIONS = 50  # with --resume of a run that stored no limit
-DEFAULT_BUDGET = 4_000
+DEFAULT_BUDGET = 6_528
 """Laps of a run when neither --budget nor --generations is given (see docs/optimizer.md)."""
 DEFAULT_STRATEGY = "cma"
 # pycma with its default lambda (4 + 3 ln n: 19 for the 172-gene MLP) and IPOP restarts: see
