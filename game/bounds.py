@@ -49,7 +49,8 @@ def _relax(centre: np.ndarray, across: np.ndarray, s: np.ndarray, iterations: in
         # The last gate is the start line again: the closest point of it to the previous point.
         prev = centre[-2] + s[-2] * across[-2]
         u = across[-1]
-        s[-1] = np.clip(np.dot(prev - centre[-1], u) / np.dot(u, u), -1.0, 1.0)
+        r = prev - centre[-1]
+        s[-1] = np.clip((r[0] * u[0] + r[1] * u[1]) / (u[0] * u[0] + u[1] * u[1]), -1.0, 1.0)  # no BLAS
     return s
 
 
