@@ -41,7 +41,7 @@ class EvolutionConfig(BaseModel):
     elite: int = Field(2, ge=0, description="best individuals copied unchanged each generation")
     hof_size: int = Field(5, ge=1)
 
-    restarts: int = Field(9, ge=0, description="CMA-ES: most IPOP restarts (0: one plain pycma run)")
+    restarts: int = Field(0, ge=0, description="CMA-ES: most IPOP restarts (0: one plain pycma run)")
     restart_factor: float = Field(2.0, ge=1.0, le=10.0, description="CMA-ES: population growth per restart")
     stall_laps: int = Field(1_000, ge=1, description="CMA-ES: the stall rule's window, in laps (>= 10 generations)")
     stall_tol: float = Field(0.05, ge=0.0, description="CMA-ES: least fitness gain (s of lap) over the window")

@@ -85,7 +85,8 @@ def test_a_cma_run_is_the_same_under_two_blas_kernels(tmp_path):
     digests = []
     for kernel in ("", "Sandybridge"):
         out = tmp_path / (kernel or "native")
-        _with_kernel(kernel, "-m", "ga.run", *SMALL, "--generations", "12", "--seed", "4", "--out", str(out))
+        _with_kernel(kernel, "-m", "ga.run", *SMALL, "--generations", "12", "--seed", "4", "--restarts", "9",
+                     "--stall-laps", "30", "--out", str(out))
         digests.append((json.loads((out / "checkpoint.json").read_text())["digest"],
                         hashlib.sha1((out / "best.json").read_bytes()).hexdigest()))
     assert digests[0] == digests[1]
@@ -117,7 +118,7 @@ def test_stall_rule_restarts_with_twice_the_population_and_stops_at_the_limit():
 
 
 def test_pycmas_own_termination_also_restarts():
-    config = EvolutionConfig(strategy="cma", population=4, tasks=(TASK,), track_label="t")
+    config = EvolutionConfig(strategy="cma", population=4, tasks=(TASK,), track_label="t", restarts=9)
     run = CmaRun(config)
     for generation in range(2):
         run.tell([5.0] * len(run.ask(generation)))  # perfectly flat fitness
@@ -125,7 +126,7 @@ def test_pycmas_own_termination_also_restarts():
 
 
 def test_improving_runs_do_not_restart():
-    config = EvolutionConfig(strategy="cma", population=4, tasks=(TASK,), track_label="t", stall_laps=8)
+    config = EvolutionConfig(strategy="cma", population=4, tasks=(TASK,), track_label="t", stall_laps=8, restarts=9)
     run = CmaRun(config)
     for generation in range(40):
         run.tell([float(generation) - 0.01 * i for i in range(len(run.ask(generation)))])
@@ -147,7 +148,7 @@ def test_budget_stops_before_the_generation_that_would_exceed_it(tmp_path, capsy
 
 @pytest.mark.slow
 def test_resume_across_restarts_with_a_larger_budget_equals_uninterrupted(tmp_path, capsys):
-    restart = ["--stall-laps", "30"]
+    restart = ["--restarts", "9", "--stall-laps", "30"]
     assert main([*SMALL, *restart, "--budget", "400", "--out", str(tmp_path / "full")]) == 0
     printed = capsys.readouterr().out
     assert main([*SMALL, *restart, "--budget", "120", "--out", str(tmp_path / "part")]) == 0
