@@ -43,14 +43,37 @@ def fitness(result: LapResult) -> float:
     return 100.0 * result.progress - 0.001 * result.frames
 
 
-def fitness_over_tracks(results: Sequence[LapResult]) -> float:
-    """One genome's laps on several tracks as one scalar: the sum of their fitnesses.
+SPEED_SCALE = 900.0  # the most the speed term adds (a lap at the track's reference time)
+PROGRESS_SCALE = 99.0  # the most the progress term adds
 
-    A finished lap is worth at least 1000 minus its time, an unfinished one at most 100, so a
-    genome that finishes more tracks always ranks higher; among genomes finishing every track,
-    the smaller total time wins. With one track this is :func:`fitness`.
+
+def fitness_over_tracks(results: Sequence[LapResult], references: Sequence[float] | None = None) -> float:
+    """One genome's laps on several tracks as one scalar; with one track this is :func:`fitness`.
+
+    With several tracks: ``1000 x (tracks finished)`` plus a term in [0, 999] that ranks genomes
+    finishing the same number of tracks, so a genome that finishes more tracks always ranks higher
+    (however many tracks, however slow):
+
+    * speed on the finished tracks: ``900 x mean(reference / lap time)``, each ratio at most 1, where
+      ``references`` are the tracks' reference times (``game.bounds.lap_lower_bound``; 1 s each
+      when not given). Each track counts by its relative speed, so a second gained on a short track
+      is worth more than on a long one, and no track can be sacrificed for another's seconds;
+    * progress on the unfinished ones: ``99 x mean(progress)``.
     """
-    return math.fsum(fitness(r) for r in results)
+    if len(results) == 1:
+        return fitness(results[0])
+    refs = [1.0] * len(results) if references is None else list(references)
+    if len(refs) != len(results):
+        raise ValueError(f"{len(results)} lap results but {len(refs)} reference times")
+    finished = [(r.lap_time_s, ref) for r, ref in zip(results, refs, strict=True)
+                if r.finished and r.lap_time_s is not None]
+    unfinished = [r.progress for r in results if not (r.finished and r.lap_time_s is not None)]
+    score = FINISHED_BASE * len(finished)
+    if finished:
+        score += SPEED_SCALE * math.fsum(min(1.0, ref / max(t, 1e-9)) for t, ref in finished) / len(finished)
+    if unfinished:
+        score += PROGRESS_SCALE * math.fsum(min(1.0, max(0.0, p)) for p in unfinished) / len(unfinished)
+    return score
 
 
 METRICS = {"lap_time": lap_time, "progress": progress, "collisions": collisions, "smoothness": smoothness}

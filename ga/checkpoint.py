@@ -2,9 +2,10 @@
 
 A checkpoint holds everything the loop carries between generations: the population with
 fitnesses and lap results, the hall of fame, the logbook, the generation number, the
-configuration, the CMA-ES strategy's state (``ga.cmaes``) and the states of python's ``random``
-(the GA's draws) and numpy's global generator (CMA-ES's draws), the run's only sources of
-randomness, taken after the generation's last draw. No pickle: the file is plain JSON,
+configuration, the CMA-ES strategy's record (``ga.cmaes``: its restarts and the fitness values told
+after every generation, replayed on load; each restart's generator is seeded from the run's seed)
+and the states of python's ``random`` (the GA's draws) and numpy's global generator, taken after
+the generation's last draw. No pickle: the file is plain JSON,
 validated on load, so a corrupt or foreign file is refused with a clear message rather
 than resumed into nonsense.
 
@@ -40,7 +41,7 @@ from game import LapResult
 from servicekit import atomic
 
 FORMAT = "rallyrobopilot-ga-checkpoint"
-VERSION = 3
+VERSION = 4
 
 
 class CheckpointError(Exception):
@@ -52,6 +53,7 @@ class _Individual(BaseModel):
     genome: list[FiniteFloat]
     fitness: FiniteFloat
     results: list[dict] = Field(min_length=1)
+    generation: int | None = Field(default=None, ge=0)
 
 
 class _Wall(BaseModel):
@@ -64,7 +66,7 @@ class _Wall(BaseModel):
 class _Checkpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: Literal["rallyrobopilot-ga-checkpoint"]
-    version: Literal[3]
+    version: Literal[4]
     generation: int
     config: EvolutionConfig
     population: list[_Individual]
@@ -94,11 +96,13 @@ class Checkpoint:
 
 
 def _dump_individual(ind) -> dict:
-    return {"genome": list(ind), "fitness": ind.fitness.values[0], "results": [r.to_dict() for r in ind.results]}
+    return {"genome": list(ind), "fitness": ind.fitness.values[0], "results": [r.to_dict() for r in ind.results],
+            "generation": ind.generation}
 
 
 def _load_individual(data: _Individual):
-    return make_individual(data.genome, data.fitness, [LapResult.from_dict(r) for r in data.results])
+    return make_individual(data.genome, data.fitness, [LapResult.from_dict(r) for r in data.results],
+                           data.generation)
 
 
 def content_digest(doc: dict) -> str:
@@ -176,45 +180,29 @@ def load(path: str | os.PathLike) -> Checkpoint:
     if not hmac.compare_digest(doc.digest, expected or ""):
         raise CheckpointError(f"{path}: content does not match its digest (the checkpoint was changed "
                               "after it was written); refusing to resume a different run")
+    if doc.strategy is not None:  # replayed once the document is known to be the one written
+        checkpoint.state.strategy = _replay(doc, path)
     return checkpoint
 
 
-def strategy_problem(state: dict) -> str | None:
-    """What makes a stored strategy state unusable whatever implements the strategy, or None: a number
-    that is not finite, or a covariance matrix ``C`` that is not symmetric positive definite (its square
-    root, which every CMA-ES samples with, would be NaN: the next generation's genomes with it).
-    The shapes are the strategy's own business (``strategy_from_json``)."""
-    for name, value in state.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float, list)):
-            continue
-        try:
-            array = np.asarray(value, dtype=float)
-        except (ValueError, TypeError):  # ragged or not numbers: for the strategy's own checks
-            continue
-        if not np.isfinite(array).all():
-            return f"{name} holds NaN or infinite values"
-    covariance = state.get("C")
-    if covariance is None:
-        return None
+def _replay(doc: _Checkpoint, path: Path):
+    """The CMA-ES strategy the record describes, checked against the stored population."""
+    if doc.strategy.told[-1] != [i.fitness for i in doc.population]:
+        raise CheckpointError(f"{path}: CMA-ES record of the last generation differs from the population's fitness")
     try:
-        c = np.asarray(covariance, dtype=float)
-    except (ValueError, TypeError):
-        return None
-    if c.ndim != 2 or c.shape[0] != c.shape[1] or c.size == 0:
-        return None
-    if not np.allclose(c, c.T, rtol=1e-9, atol=0.0):
-        return "the covariance matrix C is not symmetric"
-    try:
-        np.linalg.cholesky(c)
-    except np.linalg.LinAlgError:
-        return "the covariance matrix C is not positive definite"
-    return None
+        strategy = strategy_from_json(doc.config, doc.strategy)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    if [list(map(float, x)) for x in strategy.asked] != [i.genome for i in doc.population]:
+        raise CheckpointError(f"{path}: replaying the CMA-ES record does not give the stored population "
+                              "(another pycma version or other arithmetic); refusing to resume a different run")
+    return strategy
 
 
 def _restore(doc: _Checkpoint, path: Path) -> Checkpoint:
     config = doc.config
     n_genes = config.genome_length()
-    if len(doc.population) != config.population:
+    if config.strategy == "ga" and len(doc.population) != config.population:
         raise CheckpointError(
             f"{path}: population has {len(doc.population)} individuals, config says {config.population}"
         )
@@ -247,13 +235,10 @@ def _restore(doc: _Checkpoint, path: Path) -> Checkpoint:
         raise CheckpointError(f"{path}: invalid numpy RNG state: {exc}") from None
     if (doc.strategy is None) != (config.strategy == "ga"):
         raise CheckpointError(f"{path}: strategy state does not match the {config.strategy!r} strategy")
-    problem = None if doc.strategy is None else strategy_problem(doc.strategy.model_dump())
-    if problem:
-        raise CheckpointError(f"{path}: invalid strategy state: {problem}")
-    try:
-        strategy = None if doc.strategy is None else strategy_from_json(config, doc.strategy)
-    except (ValueError, ArithmeticError) as exc:  # numpy.linalg.LinAlgError is a ValueError
-        raise CheckpointError(f"{path}: {exc}") from None
+    if doc.strategy is not None and len(doc.strategy.told) != doc.generation + 1:
+        raise CheckpointError(f"{path}: CMA-ES record has {len(doc.strategy.told)} generations, "
+                              f"the checkpoint {doc.generation + 1}")
+    strategy = None  # replayed in load(), after the digest check
     try:
         population = [_load_individual(i) for i in doc.population]
         hof_items = [_load_individual(i) for i in doc.hall_of_fame]

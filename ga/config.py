@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evaluator import EvaluationTask
@@ -40,6 +41,13 @@ class EvolutionConfig(BaseModel):
     elite: int = Field(2, ge=0, description="best individuals copied unchanged each generation")
     hof_size: int = Field(5, ge=1)
 
+    restarts: int = Field(0, ge=0, description="CMA-ES: most IPOP restarts (0: one plain pycma run)")
+    restart_factor: float = Field(2.0, ge=1.0, le=10.0, description="CMA-ES: population growth per restart")
+    stall_laps: int = Field(1_000, ge=1, description="CMA-ES: the stall rule's window, in laps (>= 10 generations)")
+    stall_tol: float = Field(0.05, ge=0.0, description="CMA-ES: least fitness gain (s of lap) over the window")
+    restart_sigma: float | None = Field(None, gt=0, description="CMA-ES: restart around the best genome so far "
+                                        "with this step size (None: from scratch, mean 0 and init_sigma)")
+
     @model_validator(mode="after")
     def _one_controller(self) -> EvolutionConfig:
         if len({task.controller for task in self.tasks}) != 1:
@@ -51,6 +59,21 @@ class EvolutionConfig(BaseModel):
         """The controller spec shared by every task (it fixes the genome)."""
         return self.tasks[0].controller
 
+    def generation_tasks(self, generation: int) -> tuple[EvaluationTask, ...]:
+        """The tasks of one generation: perturbations are drawn afresh for every generation and track
+        (seeded by the run's seed, the generation and the track), so no driver can fit one noise
+        sequence; nominal tasks are the run's tasks."""
+        return tuple(
+            task if task.perturbation is None else task.model_copy(update={"perturbation": task.perturbation.model_copy(
+                update={"seed": perturbation_seed(self.seed, generation, i)})})
+            for i, task in enumerate(self.tasks))
+
     def genome_length(self) -> int:
         """Number of floats in one genome for this run's controller."""
         return self.controller.genome_length()
+
+
+def perturbation_seed(run_seed: int, generation: int, track: int) -> int:
+    """The seed of the perturbations of ``track`` (its index) in ``generation`` of the run ``run_seed``."""
+    word = np.random.SeedSequence([run_seed, generation, track]).generate_state(1, dtype=np.uint64)[0]
+    return int(word) >> 1  # a Perturbation seed is at most 2**63 - 1

@@ -26,7 +26,7 @@ class EvolutionState:
     population: list
     halloffame: tools.HallOfFame
     logbook: tools.Logbook
-    strategy: Any = None  # CMA-ES: the deap.cma.Strategy (the GA carries nothing besides)
+    strategy: Any = None  # CMA-ES: the ga.cmaes.CmaRun (the GA carries nothing besides)
 
 
 class Progress(Protocol):
@@ -39,18 +39,23 @@ class Progress(Protocol):
         """``n`` more evaluations have come back."""
 
 
-def evaluate_invalid(individuals: list, toolbox: base.Toolbox, progress: Progress | None = None) -> int:
+def evaluate_invalid(individuals: list, toolbox: base.Toolbox, progress: Progress | None = None,
+                     tasks: tuple | None = None, generation: int | None = None) -> int:
     """Evaluate the individuals without a valid fitness on every track; return how many.
 
+    ``tasks`` (default ``toolbox.tasks``) are the generation's tasks (``EvolutionConfig.generation_tasks``);
+    each evaluated individual records ``generation``, which says which tasks its laps were driven on.
     One ``toolbox.map`` per track, all sent out before any result is read, so the executor has
     the whole generation's laps to spread over its workers.
     """
+    tasks = toolbox.tasks if tasks is None else tasks
     invalid = [ind for ind in individuals if not ind.fitness.valid]
     if progress is not None:
-        progress.start(len(invalid) * len(toolbox.tasks))
-    laps = [toolbox.map(task, invalid) for task in toolbox.tasks]
+        progress.start(len(invalid) * len(tasks))
+    laps = [toolbox.map(task, invalid) for task in tasks]
     for ind, *results in zip(invalid, *laps, strict=True):
-        assign(ind, results)
+        assign(ind, results, getattr(toolbox, "references", None))
+        ind.generation = generation
         if progress is not None:
             progress.advance(len(results))
     return len(invalid)
@@ -73,7 +78,7 @@ def initial_generation(
     """Generation 0: a random population, evaluated. The caller has seeded ``random``."""
     population = toolbox.population(n=config.population)
     state = EvolutionState(0, population, tools.HallOfFame(config.hof_size), make_logbook())
-    nevals = evaluate_invalid(population, toolbox, progress)
+    nevals = evaluate_invalid(population, toolbox, progress, config.generation_tasks(0), 0)
     record(state, stats, nevals)
     return state
 
@@ -96,11 +101,17 @@ def next_generation(
     offspring = algorithms.varAnd(parents, toolbox, config.cxpb, config.mutpb)
 
     # Evaluation of the invalid individuals only, through toolbox.map (the executor).
-    nevals = evaluate_invalid(offspring, toolbox, progress)
+    nevals = evaluate_invalid(offspring, toolbox, progress, config.generation_tasks(state.generation + 1),
+                              state.generation + 1)
 
     # Replacement, hall of fame, statistics.
     state.population = elite + offspring
     state.generation += 1
     record(state, stats, nevals)
     return nevals
+
+
+def next_size(state: EvolutionState) -> int:
+    """At most this many individuals are evaluated in the next generation."""
+    return len(state.population)
 

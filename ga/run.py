@@ -10,8 +10,10 @@ The run folder (default ``runs/<tracks>-<controller>[-<strategy>]-s<seed>``) hol
 genome with its task and lap result; deterministic), ``log.csv`` (one row per generation,
 with wall timings), ``fitness.png`` and ``best_lap.png``.
 
-``--resume RUN_DIR`` continues a run in place up to ``--generations`` generations in total
-and ends exactly where the uninterrupted run would have. Evaluation runs on local worker
+A run is sized in laps (``--budget``, default ``DEFAULT_BUDGET``: it stops before the generation
+that would exceed it) or in generations (``--generations``); given both, the first limit reached ends it.
+``--resume RUN_DIR`` continues a run in place up to the new limits and ends exactly where the
+uninterrupted run would have. Evaluation runs on local worker
 processes unless ``--evaluators`` (or ``RRP_EVALUATORS``) names a fleet of evaluator pods.
 """
 
@@ -40,33 +42,38 @@ from ga import checkpoint, cmaes, report, tracksets
 from ga import evolve as genetic
 from ga.baseline import default_max_frames
 from ga.checkpoint import CheckpointError
+from ga.cmaes import default_population
 from ga.config import STRATEGIES, EvolutionConfig
 from ga.evolve import EvolutionState
 from ga.executors import LocalExecutor
 from ga.fleet.errors import EvaluationError
 from ga.toolbox import make_statistics, make_toolbox
 from game import DEFAULT_TRACK, TrackError
+from game.bounds import lap_lower_bound
 from game.pursuit import pursuit_lap
 from game.tracklist import Purpose, held_out_range
 from servicekit import atomic
 
 PROG = "ga.run"
-DEFAULT_GENERATIONS = 50
+DEFAULT_GENERATIONS = 50  # with --resume of a run that stored no limit
+DEFAULT_BUDGET = 6_528
+"""Laps of a run when neither --budget nor --generations is given (see docs/optimizer.md)."""
 DEFAULT_STRATEGY = "cma"
-# CMA-ES with 64 per generation found faster laps than the GA with 128 at equal numbers of laps on
-# circuit and hairpins over 3 seeds, and faster than CMA-ES with 19 or 128 (benchmarks/bench_strategies.py).
-DEFAULT_POPULATION = {"ga": 128, "cma": 64}
+# pycma with its defaults (lambda = 4 + 3 ln n: 19 for the 172-gene MLP). IPOP restarts are an option
+# (--restarts N): at 6,528 laps on circuit they did not beat plain pycma over 8 seeds (docs/optimizer.md).
+DEFAULT_POPULATION = {"ga": 128, "cma": None}  # None: pycma's default for the genome length
+DEFAULT_RESTARTS = 0
 DEFAULT_HIDDEN = (8,)
 SEGMENT_FRAMES = 10
 
 # Options that define the run's course: fixed once a run exists (refused with --resume).
-COURSE_OPTIONS = ("strategy", "population", "track", "generated", "controller", "hidden", "seed", "max_frames",
-                  "ray_noise", "latency", "start_offset", "start_heading")
+COURSE_OPTIONS = ("strategy", "population", "restarts", "stall_laps", "restart_sigma", "track", "generated",
+                  "controller", "hidden", "seed", "max_frames", "ray_noise", "latency", "start_offset", "start_heading")
 # Perturbation options and the task fields they set.
 PERTURBATION_OPTIONS = {"ray_noise": "ray_noise", "latency": "latency_frames", "start_offset": "start_offset_m",
                         "start_heading": "start_heading_deg"}
 LOOPS = {"ga": genetic, "cma": cmaes}
-"""The module holding each strategy's ``initial_generation`` and ``next_generation``."""
+"""The module holding each strategy's ``initial_generation``, ``next_generation`` and ``next_size``."""
 
 
 class UsageError(Exception):
@@ -89,12 +96,24 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=f"python -m {PROG}", description="Evolve a racing controller with a genetic algorithm.")
     p.add_argument("--generations", type=int, default=None,
-                   help=f"generations after the initial one, in total (default {DEFAULT_GENERATIONS})")
+                   help="stop after this many generations after the initial one, in total")
+    p.add_argument("--budget", type=int, default=None,
+                   help=f"stop before a generation would drive more than this many laps in total, all tracks "
+                   f"counted (default {DEFAULT_BUDGET} when --generations is not given either)")
     p.add_argument("--strategy", default=None,
-                   help=f"ga (genetic algorithm) or cma (CMA-ES) (default {DEFAULT_STRATEGY})")
+                   help="cma (pycma's CMA-ES, optionally with IPOP restarts) or ga (genetic algorithm) "
+                   f"(default {DEFAULT_STRATEGY})")
     p.add_argument("--population", type=int, default=None,
-                   help="individuals per generation (default: " + ", ".join(
-                       f"{n} for {k}" for k, n in DEFAULT_POPULATION.items()) + ")")
+                   help="individuals per generation, for CMA-ES the first restart's (default: 128 for ga, "
+                   "pycma's 4 + 3 ln(genes) for cma)")
+    p.add_argument("--restarts", type=int, default=None,
+                   help="cma: at most this many IPOP restarts, each with twice the population, when a run "
+                   f"stalls (default {DEFAULT_RESTARTS}: plain pycma)")
+    p.add_argument("--stall-laps", dest="stall_laps", type=int, default=None,
+                   help="cma: restart when the best fitness gained less than 0.05 over this many laps "
+                   "(at least 10 generations) (default 1000)")
+    p.add_argument("--restart-sigma", dest="restart_sigma", type=float, default=None,
+                   help="cma: restart around the best genome so far with this step size (default: from scratch)")
     p.add_argument("--track", default=None,
                    help="comma list of bundled names, 'all', JSON paths, random-SEED or random-A..B; not the "
                    f"held-out {held_out_range()} (default {DEFAULT_TRACK})")
@@ -165,8 +184,20 @@ def new_config(args: argparse.Namespace) -> tuple[EvolutionConfig, list[float | 
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     population = DEFAULT_POPULATION[strategy] if args.population is None else args.population
-    if population < 2:
+    if population is not None and population < 2:
         raise UsageError(f"--population must be at least 2, got {population}")
+    restarts = DEFAULT_RESTARTS if args.restarts is None else args.restarts
+    if restarts < 0:
+        raise UsageError(f"--restarts must be at least 0, got {restarts}")
+    if (args.restarts is not None or args.stall_laps is not None) and strategy != "cma":
+        raise UsageError("--restarts and --stall-laps apply to --strategy cma only")
+    if args.stall_laps is not None and args.stall_laps < 1:
+        raise UsageError(f"--stall-laps must be at least 1, got {args.stall_laps}")
+    stall = {} if args.stall_laps is None else {"stall_laps": args.stall_laps}
+    if args.restart_sigma is not None:
+        if strategy != "cma" or not args.restart_sigma > 0:
+            raise UsageError("--restart-sigma applies to --strategy cma and must be positive")
+        stall["restart_sigma"] = args.restart_sigma
     kind = args.controller or "mlp"
     if kind not in CONTROLLER_KINDS:
         raise UsageError(f"unknown controller {kind!r}; choose from {', '.join(CONTROLLER_KINDS)}")
@@ -205,8 +236,10 @@ def new_config(args: argparse.Namespace) -> tuple[EvolutionConfig, list[float | 
                                         perturbation=track_perturbation).resolved())
         except ValidationError as exc:
             raise UsageError(f"invalid evaluation task: {_first_error(exc)}") from None
+    if population is None:
+        population = default_population(tasks[0].controller.genome_length())
     config = EvolutionConfig(seed=seed, strategy=strategy, population=population, tasks=tuple(tasks),
-                             track_label=label)
+                             track_label=label, restarts=restarts, **stall)
     return config, [b.lap_time_s for b in baselines]
 
 
@@ -215,18 +248,46 @@ def default_out(config: EvolutionConfig) -> Path:
     return Path("runs") / f"{config.track_label}-{config.controller.kind}{strategy}-s{config.seed}"
 
 
-def write_config(run_dir: Path, config: EvolutionConfig, generations: int) -> None:
+def write_config(run_dir: Path, config: EvolutionConfig, limits: Limits) -> None:
     atomic.write_json(run_dir / "config.json", {
-        "generations": generations,
+        "generations": limits.generations,
+        "budget": limits.budget,
         "evolution": config.model_dump(mode="json"),
     })
 
 
-def stored_generations(run_dir: Path) -> int | None:
+def _stored(run_dir: Path, key: str) -> int | None:
     try:
-        return int(json.loads((run_dir / "config.json").read_text())["generations"])
-    except (OSError, ValueError, KeyError, TypeError):
+        value = json.loads((run_dir / "config.json").read_text()).get(key)
+        return None if value is None else int(value)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+class Limits:
+    """Where a run stops: after ``generations`` generations and/or before exceeding ``budget`` laps."""
+
+    def __init__(self, generations: int | None, budget: int | None) -> None:
+        self.generations = generations
+        self.budget = budget
+
+    def reached(self, config: EvolutionConfig, state: EvolutionState) -> bool:
+        if self.generations is not None and state.generation >= self.generations:
+            return True
+        if self.budget is not None:
+            upcoming = LOOPS[config.strategy].next_size(state) * len(config.tasks)
+            return laps_driven(config, state) + upcoming > self.budget
+        return False
+
+    def describe(self) -> str:
+        parts = ([f"{self.generations} generations"] if self.generations is not None else []) + (
+            [f"budget {self.budget:,} laps"] if self.budget is not None else [])
+        return " or ".join(parts)
+
+
+def laps_driven(config: EvolutionConfig, state: EvolutionState) -> int:
+    """Laps the run has driven so far (evaluations x tracks; elites are not driven again)."""
+    return sum(int(e["nevals"]) for e in state.logbook) * len(config.tasks)
 
 
 # --- executor ------------------------------------------------------------------------------------
@@ -305,11 +366,13 @@ def best_record(config: EvolutionConfig, state: EvolutionState) -> BestRecord:
     drives); ``tracks`` lists every track's task and lap result.
     """
     best = state.halloffame[0]
+    # Perturbed runs draw new conditions every generation: the tasks the best genome was driven on.
+    tasks = config.tasks if best.generation is None else config.generation_tasks(best.generation)
     return BestRecord(
-        genome=list(best), task=config.tasks[0], result=best.results[0], fitness=best.fitness.values[0],
+        genome=list(best), task=tasks[0], result=best.results[0], fitness=best.fitness.values[0],
         track=config.track_label, strategy=config.strategy,
         tracks=[TrackLap(track=tracksets.task_label(task), task=task, result=result)
-                for task, result in zip(config.tasks, best.results, strict=True)])
+                for task, result in zip(tasks, best.results, strict=True)])
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -342,9 +405,18 @@ class Run:
         return rate
 
 
-def evolve(run: Run, state: EvolutionState | None, generations: int, executor: Executor,
+def restart_line(state: EvolutionState) -> str | None:
+    """``restart 1 at generation 57: stall: ... -> population 38`` when one began at this generation."""
+    restart = state.strategy.restart_at(state.generation) if state.strategy is not None else None
+    if restart is None:
+        return None
+    index = state.strategy.restarts.index(restart)
+    return f"restart {index} at generation {restart.generation}: {restart.reason} -> population {restart.population}"
+
+
+def evolve(run: Run, state: EvolutionState | None, limits: Limits, executor: Executor,
            bar: Bar) -> EvolutionState:
-    """Evolve up to ``generations``, starting fresh (``state`` None) or from a checkpoint."""
+    """Evolve up to ``limits``, starting fresh (``state`` None) or from a checkpoint."""
     config = run.config
     loop = LOOPS[config.strategy]
     toolbox = make_toolbox(config, executor)
@@ -362,7 +434,7 @@ def evolve(run: Run, state: EvolutionState | None, generations: int, executor: E
     else:
         run.refresh(state)
     first = state.generation
-    while state.generation < generations:
+    while not limits.reached(config, state):
         bar.generation = state.generation + 1
         t0 = time.perf_counter()
         try:
@@ -379,6 +451,9 @@ def evolve(run: Run, state: EvolutionState | None, generations: int, executor: E
             raise CheckpointError(f"{run.dir}: cannot continue from its checkpoint (generation {first}): "
                                   f"{exc}") from exc
         resumed = False
+        line = restart_line(state)
+        if line:
+            print(line, flush=True)
         print(summary_line(state.logbook[-1], rate), flush=True)
     return state
 
@@ -389,14 +464,15 @@ def _verdict(lap: float, baseline: float) -> str:
 
 
 def finish(run: Run, state: EvolutionState, baselines: list[float | None]) -> None:
-    """Draw the reports and compare the best laps with the baseline, track by track."""
+    """Draw the reports and compare the best laps with the baseline and the lower bound, track by track."""
     cfg = run.config
+    bounds = [lap_lower_bound(task.load_track()) for task in cfg.tasks]
     title = f"{cfg.track_label}, {cfg.controller.kind} controller, {cfg.strategy}, seed {cfg.seed}"
     total_baseline = None if None in baselines else math.fsum(baselines)
     report.plot_fitness(run.dir / "fitness.png", list(state.logbook), total_baseline, title)
     report.plot_best_lap(run.dir / "best_lap.png", cfg.tasks[0], list(state.halloffame[0]), title)
     results = state.halloffame[0].results
-    for task, best, baseline_lap in zip(cfg.tasks, results, baselines, strict=True):
+    for task, best, baseline_lap, bound in zip(cfg.tasks, results, baselines, bounds, strict=True):
         where = f"{tracksets.task_label(task)}: " if len(cfg.tasks) > 1 else ""
         if not best.finished:
             print(f"{where}best car did not finish: {100 * best.progress:.0f}% of the lap in {best.frames} frames"
@@ -405,11 +481,13 @@ def finish(run: Run, state: EvolutionState, baselines: list[float | None]) -> No
             print(f"{where}best lap {best.lap_time_s:.2f}s (the baseline pursuit driver does not finish this track)")
         else:
             print(f"{where}best lap {best.lap_time_s:.2f}s vs baseline pursuit {baseline_lap:.2f}s: "
-                  f"{_verdict(best.lap_time_s, baseline_lap)}, {best.collisions} wall contacts")
+                  f"{_verdict(best.lap_time_s, baseline_lap)} (x{best.lap_time_s / baseline_lap:.2f}), "
+                  f"{best.collisions} wall contacts; lower bound {bound:.2f}s (x{best.lap_time_s / bound:.2f})")
     if len(cfg.tasks) > 1 and total_baseline is not None and all(r.finished for r in results):
         total = math.fsum(r.lap_time_s for r in results)
         print(f"all {len(results)} tracks: {total:.2f}s vs baseline pursuit {total_baseline:.2f}s: "
               f"{_verdict(total, total_baseline)}")
+    print(f"{laps_driven(cfg, state):,} laps driven in {state.generation + 1} generations")
     print(f"run folder: {run.dir}  (replay: python -m ga.replay {run.dir}; "
           f"unseen tracks: python -m ga.report {run.dir})")
 
@@ -418,6 +496,8 @@ def prepare(args: argparse.Namespace):
     """Resolve the run folder, configuration and starting state from the command line."""
     if args.generations is not None and args.generations < 1:
         raise UsageError(f"--generations must be at least 1, got {args.generations}")
+    if args.budget is not None and args.budget < 1:
+        raise UsageError(f"--budget must be at least 1, got {args.budget}")
     if args.resume:
         given = [o for o in COURSE_OPTIONS if getattr(args, o) is not None]
         if given:
@@ -430,10 +510,15 @@ def prepare(args: argparse.Namespace):
             raise UsageError(f"no run folder at {run_dir}")
         cp = checkpoint.load(run_dir / "checkpoint.json")
         atomic.remove_leftovers(run_dir)  # half-written files of a killed run
-        generations = args.generations or stored_generations(run_dir) or DEFAULT_GENERATIONS
+        if args.generations is not None or args.budget is not None:
+            limits = Limits(args.generations, args.budget)
+        else:
+            limits = Limits(_stored(run_dir, "generations"), _stored(run_dir, "budget"))
+            if limits.generations is None and limits.budget is None:
+                limits.generations = DEFAULT_GENERATIONS
         cp.restore_rng()
         baselines = [pursuit_lap(task.load_track()).lap_time_s for task in cp.config.tasks]
-        return Run(run_dir, cp.config, cp.wall), cp.state, generations, baselines
+        return Run(run_dir, cp.config, cp.wall), cp.state, limits, baselines
     config, baselines = new_config(args)
     run_dir = Path(args.out) if args.out else default_out(config)
     if (run_dir / "checkpoint.json").exists():
@@ -443,10 +528,11 @@ def prepare(args: argparse.Namespace):
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # /proc/x, a read-only or foreign folder, a file of that name
         raise UsageError(f"cannot create the run folder {run_dir}: {exc.strerror or exc}") from None
-    return Run(run_dir, config, []), None, args.generations or DEFAULT_GENERATIONS, baselines
+    budget = DEFAULT_BUDGET if args.budget is None and args.generations is None else args.budget
+    return Run(run_dir, config, []), None, Limits(args.generations, budget), baselines
 
 
-def header(run: Run, state: EvolutionState | None, generations: int, baselines: list[float | None],
+def header(run: Run, state: EvolutionState | None, limits: Limits, baselines: list[float | None],
            where: str) -> str:
     """The first line of a run: what is evolved, against which baseline, where it goes."""
     cfg = run.config
@@ -459,11 +545,12 @@ def header(run: Run, state: EvolutionState | None, generations: int, baselines: 
         tracks = f"{len(cfg.tasks)} tracks {cfg.track_label} (pursuit baseline {base})"
     perturbation = cfg.tasks[0].perturbation
     conditions = "" if perturbation is None else f", evolved under {perturbation.describe()}"
+    restarts = f" (up to {cfg.restarts} IPOP restarts)" if cfg.strategy == "cma" and cfg.restarts else ""
     frames = sorted({t.max_frames for t in cfg.tasks})
     limit = f"{frames[0]}" if len(frames) == 1 else f"{frames[0]}-{frames[-1]}"
     return (f"{start}: {tracks}{conditions}, "
             f"controller {cfg.controller.kind} ({cfg.genome_length()} genes), strategy {cfg.strategy}, "
-            f"population {cfg.population}, {generations} generations, "
+            f"population {cfg.population}{restarts}, {limits.describe()}, "
             f"max {limit} frames, {where} -> {run.dir}")
 
 
@@ -492,13 +579,13 @@ def _main(argv: list[str] | None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
-        run, state, generations, baselines = prepare(args)
-        if state is not None and state.generation > generations:
-            generations = state.generation  # a run is never cut back; it already has them
-        write_config(run.dir, run.config, generations)
+        run, state, limits, baselines = prepare(args)
+        if state is not None and limits.generations is not None and state.generation > limits.generations:
+            limits.generations = state.generation  # a run is never cut back; it already has them
+        write_config(run.dir, run.config, limits)
         executor, where = make_executor(args)
-        print(header(run, state, generations, baselines, where), flush=True)
-        state = evolve(run, state, generations, executor, bar)
+        print(header(run, state, limits, baselines, where), flush=True)
+        state = evolve(run, state, limits, executor, bar)
         executor.shutdown()
         executor = None
         finish(run, state, baselines)

@@ -22,29 +22,40 @@ from deap import base, creator, tools
 
 from evaluator.metrics import fitness_over_tracks
 from ga.config import EvolutionConfig
+from game.bounds import lap_lower_bound
 
 if not hasattr(creator, "RRPFitness"):
     creator.create("RRPFitness", base.Fitness, weights=(1.0,))
 if not hasattr(creator, "RRPIndividual"):
     # ``results`` holds the LapResults behind the fitness (one per track), for statistics and best.json.
-    creator.create("RRPIndividual", list, fitness=creator.RRPFitness, results=None)
+    # ``generation`` says on which generation's tasks they were driven (perturbations differ by generation).
+    creator.create("RRPIndividual", list, fitness=creator.RRPFitness, results=None, generation=None)
 
 Individual = creator.RRPIndividual
 
 
-def make_individual(genome: Iterable[float], fitness: float | None = None, results=None):
+def make_individual(genome: Iterable[float], fitness: float | None = None, results=None,
+                    generation: int | None = None):
     """An individual from stored data (checkpoints) or fresh genes."""
     ind = Individual(float(x) for x in genome)
     if fitness is not None:
         ind.fitness.values = (float(fitness),)
     ind.results = None if results is None else tuple(results)
+    ind.generation = generation
     return ind
 
 
-def assign(ind, results: Sequence) -> None:
+def assign(ind, results: Sequence, references: Sequence[float] | None = None) -> None:
     """Attach the lap results (one per track) and the fitness derived from them."""
     ind.results = tuple(results)
-    ind.fitness.values = (float(fitness_over_tracks(ind.results)),)
+    ind.fitness.values = (float(fitness_over_tracks(ind.results, references)),)
+
+
+def reference_times(config: EvolutionConfig) -> tuple[float, ...] | None:
+    """Each track's lower-bound lap time, the yardstick of multi-track fitness (None for one track)."""
+    if len(config.tasks) == 1:
+        return None
+    return tuple(lap_lower_bound(task.load_track()) for task in config.tasks)
 
 
 def make_toolbox(config: EvolutionConfig, executor: Executor) -> base.Toolbox:
@@ -64,6 +75,7 @@ def make_toolbox(config: EvolutionConfig, executor: Executor) -> base.Toolbox:
     tb.register("select", tools.selTournament, tournsize=config.tournsize)
     tb.register("map", executor.map)
     tb.tasks = config.tasks
+    tb.references = reference_times(config)
     return tb
 
 

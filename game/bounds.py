@@ -1,83 +1,93 @@
-"""A lower bound on any lap time: the shortest path the car's centre can take round the road, at top speed.
+"""A lower bound on the lap time of any driver: the shortest path on the road, at top speed.
 
-    lap_lower_bound(track) = shortest_loop(track) / MAX_SPEED + LAUNCH_S
+No lap can be faster than :func:`lap_lower_bound`: the length of the shortest path that the car's
+centre can follow from the start (the middle of the start line) round the track and back across the
+line, staying at least ``CAR_RADIUS`` from both walls, driven at top speed all the way, plus the
+second that the launch from standstill costs at least (0 to 50 m/s at 25 m/s^2 takes 2 s and 50 m,
+which at top speed would take 1 s). It ignores the turning radius (a car cannot turn a hairpin at
+50 m/s), so real laps stay well above it; evolved laps are reported as a ratio to it beside the
+pursuit baseline.
 
-The car's centre stays ``CAR_RADIUS`` off the walls, so the path lies in the band of half-width
-``width / 2 - CAR_RADIUS`` round the centre line, and a lap is a closed loop through that band (it must
-cross every checkpoint in order). The shortest such loop is a taut string: it is found here by cutting
-the band with gates across the road (every ``spacing`` metres of centre line) and moving each gate's
-point to where the straight line between its neighbours crosses the gate, clipped to the band
-(Gauss-Seidel on a convex problem: it converges to the shortest loop through the gates), coarse gates
-first, then finer ones. Fewer gates only lose constraints, so the loop found is never longer than the
-true shortest one: the bound stays a bound.
-
-``LAUNCH_S``: a lap starts from rest; at 25 m/s^2 the car reaches 50 m/s after 2 s and 50 m, which at
-top speed would take 1 s, so the start costs at least one second more. Turning limits and braking are
-ignored, so the bound is loose on twisty tracks (measured: 0.54x the pursuit lap on hairpins, 0.96x on oval).
+The path is found on gates: every ``spacing`` metres of centre line, the segment across the road
+that the car's centre may occupy. The length of a polyline through one point per gate is convex in
+the points' positions along their gates, so moving each point in turn to its best position (the
+crossing of its neighbours' chord with its gate, clipped to the gate) converges to the shortest
+path; it is solved coarse to fine for speed. The straight pieces between gates may cut a corner's
+inner wall slightly, which can only make the path shorter: the bound stays a bound.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+import math
 
 import numpy as np
 
-from game import physics as P
+from game.physics import ACCELERATION, CAR_RADIUS, MAX_SPEED
 from game.track import Track
 
-LAUNCH_S = P.MAX_SPEED / P.ACCELERATION / 2  # 2 s and 50 m to top speed: 1 s more than 50 m at top speed
-SPACINGS = (32, 16, 8, 4, 2)  # metres of centre line between gates, coarse to fine
+LAUNCH_S = MAX_SPEED / ACCELERATION / 2  # 1 s: time lost accelerating from standstill to top speed
 
 
-def _relax(c: np.ndarray, n: np.ndarray, t: np.ndarray, half: float, sweeps: int, tol: float) -> np.ndarray:
-    """Move every gate's point (``c + n * t``) onto the line between its neighbours, clipped to the band."""
-    count = len(t)
-    colours = [np.arange(k, count, 2) for k in (0, 1)]
-    for _ in range(sweeps):
-        before = t.copy()
-        for idx in colours:
-            p = c + n * t[:, None]
-            a, b = p[(idx - 1) % count], p[(idx + 1) % count]
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+
+
+def _relax(centre: np.ndarray, across: np.ndarray, s: np.ndarray, iterations: int) -> np.ndarray:
+    """Red-black coordinate descent on the open chain of gates; gate 0 stays put (the start)."""
+    n = len(s)
+    s = s.copy()
+    for _ in range(iterations):
+        for first in (1, 2):
+            idx = np.arange(first, n - 1, 2)
+            pts = centre + s[:, None] * across
+            a, b = pts[idx - 1], pts[idx + 1]
             d = b - a
-            ci, ni = c[idx], n[idx]
-            den = ni[:, 0] * d[:, 1] - ni[:, 1] * d[:, 0]
-            num = (a[:, 0] - ci[:, 0]) * d[:, 1] - (a[:, 1] - ci[:, 1]) * d[:, 0]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                new = np.where(np.abs(den) > 1e-12, num / den, t[idx])
-            t[idx] = np.clip(new, -half, half)
-        if np.max(np.abs(t - before)) < tol:
-            break
-    return t
+            den = _cross(across[idx], d)
+            ok = np.abs(den) > 1e-12
+            val = np.where(ok, _cross(a - centre[idx], d) / np.where(ok, den, 1.0), s[idx])
+            s[idx] = np.clip(val, -1.0, 1.0)
+        # The last gate is the start line again: the closest point of it to the previous point.
+        prev = centre[-2] + s[-2] * across[-2]
+        u = across[-1]
+        r = prev - centre[-1]
+        s[-1] = np.clip((r[0] * u[0] + r[1] * u[1]) / (u[0] * u[0] + u[1] * u[1]), -1.0, 1.0)  # no BLAS
+    return s
 
 
-def shortest_loop(track: Track, spacings: tuple[int, ...] = SPACINGS) -> tuple[float, np.ndarray]:
-    """Length (m) of the shortest closed path of the car's centre round ``track``, and its points (K, 2)."""
-    half = track.width / 2 - P.CAR_RADIUS
-    centre, tangent = track.centerline, track.tangents
-    normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
-    t_prev, idx_prev = None, None
-    for spacing in spacings:
-        idx = np.arange(0, len(centre), spacing)
-        if t_prev is None:
-            t = np.zeros(len(idx))
-        else:  # start from the coarser solution, interpolated along the centre line (closed)
-            xp = np.concatenate([idx_prev, [len(centre)]])
-            t = np.interp(idx, xp, np.concatenate([t_prev, t_prev[:1]]))
-        t = _relax(centre[idx], normal[idx], t, half, sweeps=20_000, tol=1e-7)
-        t_prev, idx_prev = t, idx
-    points = centre[idx_prev] + normal[idx_prev] * t_prev[:, None]
-    closed = np.vstack([points, points[:1]])
-    return float(np.sum(np.linalg.norm(np.diff(closed, axis=0), axis=1))), points
+def _length(centre: np.ndarray, across: np.ndarray, s: np.ndarray) -> float:
+    pts = centre + s[:, None] * across
+    return float(np.sum(np.hypot(*np.diff(pts, axis=0).T)))
 
 
-@lru_cache(maxsize=128)
-def _bound(track: Track) -> float:
-    return shortest_loop(track)[0] / P.MAX_SPEED + LAUNCH_S
+def shortest_lap_path(track: Track, spacing: float = 2.0) -> tuple[float, np.ndarray]:
+    """(length in metres, (N, 2) points) of the shortest start-to-finish path on ``track``'s road."""
+    line = track.centerline
+    normal = np.stack([-track.tangents[:, 1], track.tangents[:, 0]], axis=1)
+    half = track.width / 2 - CAR_RADIUS
+    k = len(line)
+    s = prev_arc = None
+    for level_spacing in (32.0, 16.0, 8.0, 4.0, spacing):
+        n = max(8, int(round(track.length / level_spacing)))
+        idx = np.linspace(0, k, n, endpoint=False).round().astype(int) % k
+        idx = np.append(idx, 0)  # closed: the last gate is the start line
+        centre = line[idx]
+        across = normal[idx] * half
+        arc = np.append(track.arc[idx[:-1]], track.length)
+        s0 = np.zeros(len(idx)) if s is None else np.interp(arc, prev_arc, s)
+        s0[0] = 0.0
+        s = _relax(centre, across, s0, 400 if prev_arc is None else 200)
+        prev_arc = arc
+    return _length(centre, across, s), centre + s[:, None] * across
 
 
 def lap_lower_bound(track: Track) -> float:
-    """Seconds no lap of ``track`` can beat: the shortest in-road loop at top speed plus the 1 s launch."""
-    try:
-        return _bound(track)
-    except TypeError:  # an unhashable track: no cache
-        return shortest_loop(track)[0] / P.MAX_SPEED + LAUNCH_S
+    """Seconds below which no lap of ``track`` can be driven (see the module docstring)."""
+    length, _ = shortest_lap_path(track)
+    return length / MAX_SPEED + LAUNCH_S
+
+
+def ratio(lap_time_s: float | None, reference_s: float | None) -> float:
+    """``lap_time_s / reference_s`` (NaN when either is missing)."""
+    if lap_time_s is None or reference_s is None or not reference_s > 0:
+        return math.nan
+    return lap_time_s / reference_s

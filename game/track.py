@@ -245,6 +245,11 @@ class Track:
         return cx, cy, np.ascontiguousarray(self.segment_lengths), np.ascontiguousarray(self.arc), node_seg, sdf, grid
 
 
+def _length(v: np.ndarray) -> float:
+    """Euclidean length computed the same way on every CPU (no BLAS)."""
+    return float(np.sqrt(np.sum(np.square(v))))
+
+
 def _catmull_rom_closed(points: np.ndarray, samples_per_span: int = 32) -> np.ndarray:
     """Dense points on the closed centripetal Catmull-Rom spline through ``points``.
 
@@ -258,9 +263,11 @@ def _catmull_rom_closed(points: np.ndarray, samples_per_span: int = 32) -> np.nd
     for i in range(n):
         p0, p1, p2, p3 = p[(i - 1) % n], p[i], p[(i + 1) % n], p[(i + 2) % n]
         t0 = 0.0
-        t1 = t0 + np.linalg.norm(p1 - p0) ** 0.5
-        t2 = t1 + np.linalg.norm(p2 - p1) ** 0.5
-        t3 = t2 + np.linalg.norm(p3 - p2) ** 0.5
+        # sqrt(sum of squares), not np.linalg.norm: a vector's norm goes through BLAS's ddot, whose last
+        # bits depend on the CPU's kernel, and the whole track's geometry (hence every lap) follows from here.
+        t1 = t0 + _length(p1 - p0) ** 0.5
+        t2 = t1 + _length(p2 - p1) ** 0.5
+        t3 = t2 + _length(p3 - p2) ** 0.5
         t = t1 + u * (t2 - t1)
         a1 = (t1 - t) / (t1 - t0) * p0 + (t - t0) / (t1 - t0) * p1
         a2 = (t2 - t) / (t2 - t1) * p1 + (t - t1) / (t2 - t1) * p2
