@@ -3,6 +3,7 @@
     python -m pilot.dataset ls --redis URL                       # runs with their episodes and frames
     python -m pilot.dataset export --redis URL --run r0 --out datasets/r0 [--delete]
     python -m pilot.dataset export --redis URL --session me [--session ...] --out datasets/me   # your own laps
+    python -m pilot.dataset show datasets/me --out pictures/me    # contact sheet, label histograms, augmentation
 
 A collection run (``pilot.collect``) comes labelled by its expert. A game session (``python -m game
 --redis URL``, driven at the keyboard or over the game's API) is labelled here from the keys it was
@@ -227,6 +228,7 @@ class Frames:
     episode: np.ndarray  # (n,) running episode number over all datasets
     track: np.ndarray  # (n,) track name
     sources: list[dict[str, Any]]  # per dataset: path, run, frames, tracks
+    keys: np.ndarray | None = None  # (n, 4) the keys held: forward, back, left, right
 
     def __len__(self) -> int:
         return len(self.speed)
@@ -244,7 +246,7 @@ def load(paths: list[str | os.PathLike]) -> Frames:
         for meta in manifest.episodes:
             with np.load(path / "episodes" / f"{meta.index:05d}.npz") as data:
                 n = len(data["speed"])
-                for name in ("image", "speed", "steering", "target_speed"):
+                for name in ("image", "speed", "steering", "target_speed", "keys"):
                     parts[name].append(data[name])
             parts["episode"].append(np.full(n, n_episodes))
             parts["track"].append(np.full(n, meta.track, dtype=object))
@@ -255,7 +257,7 @@ def load(paths: list[str | os.PathLike]) -> Frames:
         raise ValueError("no dataset given")
     cat = {k: np.concatenate(v) for k, v in parts.items()}
     return Frames(cat["image"], cat["speed"], cat["steering"], cat["target_speed"], cat["episode"],
-                  cat["track"].astype(str), sources)
+                  cat["track"].astype(str), sources, cat["keys"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,11 +276,19 @@ def main(argv: list[str] | None = None) -> int:
     p_ex.add_argument("--horizon", type=int, default=None,
                       help="game sessions: the target speed is the speed reached this many frames later (10)")
     p_ex.add_argument("--delete", action="store_true", help="delete the exported episodes from Redis")
+    p_show = sub.add_parser("show", help="PNG pictures of a dataset: a contact sheet of frames with their labels, "
+                            "the label histograms, what training's augmentation does")
+    p_show.add_argument("datasets", nargs="+", help="dataset folders")
+    p_show.add_argument("--out", required=True, help="folder for contact_sheet.png, histograms.png, augmentation.png")
     for sp in (p_ls, p_ex):
         sp.add_argument("--prefix", default=os.environ.get("RRP_PREFIX", "rrp"), help="Redis key prefix")
     args = p.parse_args(argv)
     try:
-        if args.cmd == "ls":
+        if args.cmd == "show":
+            from pilot.pictures import show
+
+            print(json.dumps(show(load(args.datasets), args.out)))
+        elif args.cmd == "ls":
             client = _client(args.redis)
             for run, eps in run_episodes(client, args.prefix).items():
                 print(json.dumps({"run": run, "episodes": len(eps), "frames": sum(e.frames for e in eps),

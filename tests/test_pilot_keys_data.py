@@ -175,3 +175,24 @@ def test_a_pilot_trained_only_on_game_laps_drives(dataset, tmp_path):
                            "--max-frames", "250"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert re.match(r"oval: (unfinished at \d+%|lap [\d.]+ s)", proc.stdout.strip().splitlines()[-1]), proc.stdout
+
+
+def test_show_writes_a_contact_sheet_histograms_and_an_augmentation_preview(dataset, tmp_path, capsys):
+    from PIL import Image
+
+    path, _ = dataset
+    assert main(["show", str(path), "--out", str(tmp_path / "pics")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["frames"] == read_manifest(path).frames and 0 < report["steering_held"] < 1
+    sizes = {}
+    for name in ("contact_sheet.png", "histograms.png", "augmentation.png"):
+        file = tmp_path / "pics" / name
+        assert str(file) in report["files"] and file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(file) as img:
+            img.load()  # a whole, decodable picture
+            sizes[name] = img.size
+            pixels = np.asarray(img.convert("RGB"))
+            assert pixels.std() > 20, f"{name} is (nearly) blank"
+    assert sizes["contact_sheet.png"] == (6 * 96 * 3, 4 * 72 * 3)  # 24 frames, 6 a row, 3x
+    assert sizes["histograms.png"] == (1000, 380)
+    assert sizes["augmentation.png"] == (6 * 96 * 3, 4 * 72 * 3)  # 4 frames: the original and 5 draws
