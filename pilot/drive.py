@@ -170,7 +170,7 @@ def drive_one(args: argparse.Namespace, pilot: Any) -> int:
     def on_frame(observation, keys):
         if args.video or args.sheet:  # drawn after the lap, with the bar scaled to the lap's steering
             p = policy.prediction
-            seen.append((observation["image"], float(p.steering[0]), float(p.target_speed[0]),
+            seen.append((np.array(observation["image"]), float(p.steering[0]), float(p.target_speed[0]),
                          float(observation["speed"][0]), np.asarray(keys).reshape(-1)))
         if args.watch:  # real time: frame k is due at t0 + k / 25
             time.sleep(max(0.0, t0 + env.race.frame / 25 - time.perf_counter()))
