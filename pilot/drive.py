@@ -250,4 +250,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from game.__main__ import machine_stdout
+
+    sys.stdout = machine_stdout()  # the lap line and the table alone: the renderers' banners go to stderr
     sys.exit(main())

@@ -174,7 +174,8 @@ def test_a_pilot_trained_only_on_game_laps_drives(dataset, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pilot.drive", str(tmp_path / "m"), "--track", "oval",
                            "--max-frames", "250"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert re.match(r"oval: (unfinished at \d+%|lap [\d.]+ s)", proc.stdout.strip().splitlines()[-1]), proc.stdout
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1 and re.match(r"oval: (unfinished at \d+%|lap [\d.]+ s)", lines[0]), proc.stdout
 
 
 def test_show_writes_a_contact_sheet_histograms_and_an_augmentation_preview(dataset, tmp_path, capsys):
