@@ -18,6 +18,7 @@ processes (one renderer each), and prints a table and a summary.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -162,7 +163,8 @@ def drive_one(args: argparse.Namespace, pilot: Any) -> int:
     from pilot.tracks import track_by_name
 
     track = track_by_name(args.track)
-    renderer = UrsinaRenderer(track, headless=not args.watch, frame_size=pilot.input_size, hud=args.watch)
+    with contextlib.redirect_stdout(sys.stderr):  # Ursina's banners, printed from Python: stdout is the lap line
+        renderer = UrsinaRenderer(track, headless=not args.watch, frame_size=pilot.input_size, hud=args.watch)
     env, policy = lap_env(renderer, track, args.max_frames), PilotPolicy(pilot, args.delay)
     seen: list[tuple[np.ndarray, float, float, float, np.ndarray]] = []
     t0 = time.perf_counter()
