@@ -20,6 +20,8 @@ class CardInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     width: PositiveInt
     height: PositiveInt
+    mode: str = Field("RGB", description="the PIL image mode of the frames it was trained on: a served image "
+                      "of another mode (grayscale, RGBA, palette, ...) is refused, not converted")
     image: str = "RGB uint8 / 255, NHWC float32"
     speed: str = "m/s / 50, float32 [N, 1]"
 

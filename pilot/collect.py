@@ -507,4 +507,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from game.__main__ import machine_stdout
+
+    sys.stdout = machine_stdout()  # the JSON summary alone: Ursina's banners (workers' too) go to stderr
     sys.exit(main())

@@ -19,6 +19,7 @@ alone), in ``--workers`` processes (one renderer each), and prints a table and a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -172,20 +173,12 @@ def print_evaluation(report: dict[str, Any]) -> None:
 
 
 # -- watching and recording ---------------------------------------------------------------------------
-def overlay(image: np.ndarray, steering: float, target: float, speed: float, scale: int = 4) -> np.ndarray:
-    """The pilot's view enlarged, with its steering (bar) and target vs measured speed written on it."""
-    from PIL import Image, ImageDraw
+def overlay(image: np.ndarray, steering: float, target: float, speed: float, keys: Any = None, *,
+            full: float = 1.0, scale: int = 4) -> np.ndarray:
+    """The pilot's view enlarged with its decisions and the keys held (``pilot.pictures.overlay``)."""
+    from pilot.pictures import overlay as draw
 
-    h, w = image.shape[:2]
-    img = Image.fromarray(image).resize((w * scale, h * scale), Image.NEAREST)
-    d = ImageDraw.Draw(img)
-    cx, y = w * scale // 2, h * scale - 14
-    d.rectangle([cx - 80, y - 5, cx + 80, y + 5], outline=(255, 255, 255))
-    tip = cx - int(80 * steering)  # + = left
-    d.rectangle([min(cx, tip), y - 4, max(cx, tip), y + 4], fill=(255, 220, 0))
-    d.text((6, 4), f"steer {steering:+.2f}  target {target * 3.6:3.0f} km/h  speed {speed * 3.6:3.0f} km/h",
-           fill=(0, 0, 0))
-    return np.asarray(img)
+    return draw(image, steering, target, speed, keys, full=full, scale=scale)
 
 
 def save_video(frames: list[np.ndarray], path: Path) -> None:
@@ -213,22 +206,28 @@ def drive_one(args: argparse.Namespace, pilot: Any) -> int:
     from pilot.tracks import track_by_name
 
     track = track_by_name(args.track)
-    renderer = UrsinaRenderer(track, headless=not args.watch, frame_size=pilot.input_size, hud=args.watch)
+    with contextlib.redirect_stdout(sys.stderr):  # Ursina's banners, printed from Python: stdout is the lap line
+        renderer = UrsinaRenderer(track, headless=not args.watch, frame_size=pilot.input_size, hud=args.watch)
     env, policy = lap_env(renderer, track, args.max_frames), PilotPolicy(pilot, args.delay)
-    frames: list[np.ndarray] = []
+    seen: list[tuple[np.ndarray, float, float, float, np.ndarray]] = []
     t0 = time.perf_counter()
 
     def on_frame(observation, keys):
-        if args.video or args.sheet:
+        if args.video or args.sheet:  # drawn after the lap, with the bar scaled to the lap's steering
             p = policy.prediction
-            frames.append(overlay(observation["image"], float(p.steering[0]), float(p.target_speed[0]),
-                                  float(observation["speed"][0])))
+            seen.append((np.array(observation["image"]), float(p.steering[0]), float(p.target_speed[0]),
+                         float(observation["speed"][0]), np.asarray(keys).reshape(-1)))
         if args.watch:  # real time: frame k is due at t0 + k / 25
             time.sleep(max(0.0, t0 + env.race.frame / 25 - time.perf_counter()))
 
     lap = rollout(env, policy, on_frame)[0]
     wall = time.perf_counter() - t0
     base = pursuit_lap(track)
+    if seen:
+        from pilot.pictures import steering_scale
+
+        full = steering_scale([s[1] for s in seen])
+        frames = [overlay(*s, full=full) for s in seen]
     if args.video:
         save_video(frames, Path(args.video))
     if args.sheet:
@@ -296,4 +295,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from game.__main__ import machine_stdout
+
+    sys.stdout = machine_stdout()  # the lap line and the table alone: the renderers' banners go to stderr
     sys.exit(main())

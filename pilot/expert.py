@@ -16,6 +16,7 @@ from pilot import runtime
 
 # The pursuit holds a steering key beyond 0.03 rad; the runtime beyond |steering| 0.1: 0.3 rad is full lock.
 STEER_FULL_ANGLE = pursuit.STEER_DEADBAND / runtime.STEER_DEADBAND
+GENOME_HORIZON = 10  # frames: a key driver's target speed is the speed it reaches this much later
 
 
 def arc_of(track: Track, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -61,7 +62,7 @@ class GenomeExpert:
 
     MIN_ADVANCE_M = 0.5
 
-    def __init__(self, track: Track, best_json: str, horizon: int = 10, *, steer_window: int = 1,
+    def __init__(self, track: Track, best_json: str, horizon: int = GENOME_HORIZON, *, steer_window: int = 1,
                  check: int | None = None, fallback: PursuitExpert | None = None) -> None:
         from evaluator import make_controller
         from evaluator.best import load_best
@@ -122,6 +123,47 @@ class GenomeExpert:
         length = self.track.length
         advance = (end - start + length / 2) % length - length / 2
         return bool(advance < self.MIN_ADVANCE_M)
+
+
+IDLE_SPEED = 0.5  # m/s: a frame standing still that is still standing ``horizon`` frames later teaches nothing
+
+
+def keys_labels(frame: np.ndarray, controls: np.ndarray, speed: np.ndarray,
+                horizon: int = GENOME_HORIZON) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels for frames driven with the keys (a person at the keyboard, any key driver), as
+    :class:`GenomeExpert` labels its own driving: ``(keep, steering, target_speed)`` for one stretch of
+    a game session (``frame`` increasing; ``controls`` (n, 4) forward, back, left, right: the keys of the
+    step that led to each frame, as the game records them).
+
+    - steering: the keys pressed after the frame was shown, +1 left, -1 right, 0 (both or none): those of
+      the next frame's record when it was recorded, else the frame's own (held keys rarely change between
+      two frames);
+    - target speed: the speed reached ``horizon`` frames later (interpolated between recorded frames when
+      the game recorded every k-th frame), at least 0;
+    - ``keep``: False for the last ``horizon`` frames (their later speed is not known) and for frames
+      standing still that are still standing ``horizon`` frames on (before the driver set off: the start
+      line's picture with a target of 0 would teach the pilot to stay there).
+    """
+    frame = np.asarray(frame, dtype=np.int64)
+    controls = np.asarray(controls, dtype=bool).reshape(-1, 4)
+    speed = np.asarray(speed, dtype=np.float64)
+    n = len(frame)
+    if not n == len(controls) == len(speed):
+        raise ValueError("frame, controls and speed must have one length")
+    if n and (np.diff(frame) <= 0).any():
+        raise ValueError("frames of one stretch must increase")
+    following = np.arange(n)
+    if n > 1:
+        consecutive = np.diff(frame) == 1
+        following[:-1][consecutive] += 1
+    keys = controls[following]
+    steering = keys[:, 2].astype(np.float64) - keys[:, 3].astype(np.float64)
+    if n == 0:
+        return np.zeros(0, bool), steering, np.zeros(0)
+    later = frame + horizon
+    target = np.maximum(0.0, np.interp(later, frame, speed))
+    keep = (later <= frame[-1]) & ~((np.abs(speed) < IDLE_SPEED) & (target < IDLE_SPEED))
+    return keep, steering, target
 
 
 SPECIALIST = {"steer_window": 5, "check": 25}

@@ -137,7 +137,8 @@ def create_app(settings: Settings) -> FastAPI:
         model = slot.model
         return ModelInfo(
             model_version=model.version if model else None,
-            input={"width": model.input_size[0], "height": model.input_size[1]} if model else None,
+            input={"width": model.input_size[0], "height": model.input_size[1],
+                   "mode": model.card.input.mode} if model else None,
             card=model.card.to_doc() if model else None,
             last_error=slot.last_error,
         )
@@ -181,7 +182,7 @@ def create_app(settings: Settings) -> FastAPI:
 def _answer(model: PilotModel, frames: list[tuple[bytes, float]], named: bool) -> bytes:
     """Decode, predict and encode one request (batches on a worker thread: onnxruntime releases the GIL)."""
     images = np.stack([
-        decode_image(data, model.input_size, f"frames[{i}].image" if named else "body")
+        decode_image(data, model.input_size, f"frames[{i}].image" if named else "body", model.card.input.mode)
         for i, (data, _) in enumerate(frames)
     ])
     speeds = np.array([s for _, s in frames], dtype=np.float32)

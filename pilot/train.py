@@ -26,7 +26,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -152,10 +152,35 @@ def export_onnx(model: Any, path: Path, height: int, width: int) -> None:
     tf2onnx.convert.from_function(pilot, input_signature=spec, opset=17, output_path=str(path))
 
 
+def progress_lines(stream: TextIO, epochs: int, every: int = 50):
+    """A Keras callback writing plain progress lines to ``stream`` (flushed): one every ``every`` batches
+    and one per epoch with its losses, for logs and pipes, where Keras's bar shows nothing for minutes
+    (a piped stdout is block-buffered) or one line per epoch only after the epoch ends."""
+    import keras
+
+    class Lines(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch, self.t0 = epoch + 1, time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            total = self.params.get("steps")
+            if (batch + 1) % every == 0 and (batch + 1) != total:
+                print(f"epoch {self.epoch}/{epochs} batch {batch + 1}/{total} loss {logs['loss']:.4f} "
+                      f"{time.perf_counter() - self.t0:.0f} s", file=stream, flush=True)
+
+        def on_epoch_end(self, epoch, logs=None):
+            numbers = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+            print(f"epoch {epoch + 1}/{epochs} {numbers} {time.perf_counter() - self.t0:.0f} s",
+                  file=stream, flush=True)
+
+    return Lines()
+
+
 def train(datasets: list[str], out: str | Path, *, epochs: int = 8, batch: int = 128, seed: int = 0,
           val_share: float = 0.1, threads: int = 2, patience: int = 3, verbose: int = 1,
-          init: str | Path | None = None) -> ModelCard:
-    """Train, export and write the card; returns the card. ``init``: start from this model folder's weights."""
+          init: str | Path | None = None, lines: TextIO | None = None) -> ModelCard:
+    """Train, export and write the card; returns the card. ``init``: start from this model folder's weights;
+    ``lines``: write plain progress lines there (:func:`progress_lines`) instead of Keras's own output."""
     import keras
     import tensorflow as tf
 
@@ -169,6 +194,9 @@ def train(datasets: list[str], out: str | Path, *, epochs: int = 8, batch: int =
     data = load(datasets)
     height, width = data.images.shape[1:3]
     val = split_by_track(data.episode, data.track, val_share, seed)
+    if lines is not None:
+        print(f"{len(data)} frames from {len(datasets)} dataset(s): {int((~val).sum())} to train, "
+              f"{int(val.sum())} to validate; {epochs} epochs", file=lines, flush=True)
     targets = np.stack([data.steering, data.target_speed / SPEED_SCALE], axis=1).astype(np.float32)
     model = build_model(height, width)
     if init is not None:  # a DAgger round goes on from the last round's model instead of from scratch
@@ -179,7 +207,9 @@ def train(datasets: list[str], out: str | Path, *, epochs: int = 8, batch: int =
     val_set = make_batches(data.images[val], data.speed[val], targets[val], batch=256, seed=seed, train=False)
     stop = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
     t0 = time.perf_counter()
-    history = model.fit(train_set, validation_data=val_set, epochs=epochs, callbacks=[stop], verbose=verbose)
+    callbacks = [stop] if lines is None else [stop, progress_lines(lines, epochs)]
+    history = model.fit(train_set, validation_data=val_set, epochs=epochs, callbacks=callbacks,
+                        verbose=0 if lines is not None else verbose)
     seconds = time.perf_counter() - t0
 
     out = Path(out)
@@ -251,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --epochs and --batch must be positive and --val-share in (0, 1)", file=sys.stderr)
         return 2
     card = train(args.datasets, args.out, epochs=args.epochs, batch=args.batch, seed=args.seed,
-                 val_share=args.val_share, threads=args.threads, verbose=1 if sys.stdout.isatty() else 2,
-                 init=args.init)
+                 val_share=args.val_share, threads=args.threads, verbose=1, init=args.init,
+                 lines=None if sys.stdout.isatty() else sys.stderr)
     print(json.dumps({"out": args.out, "version": card.version, **card.metrics,
                       "seconds": card.training["seconds"]}))
     return 0

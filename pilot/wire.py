@@ -58,7 +58,7 @@ class PredictResponse(BaseModel):
 
 class ModelInfo(BaseModel):
     model_version: str | None = Field(description="the version serving now (None before a model loaded)")
-    input: dict[str, int] | None = Field(description="{width, height} every image must have")
+    input: dict[str, int | str] | None = Field(description="{width, height, mode} every image must have")
     card: dict[str, Any] | None = Field(description="the model card (model.json) of the serving model")
     last_error: str | None = Field(description="why the latest file at the model path was not loaded")
 
@@ -88,8 +88,16 @@ def _field(loc: Sequence[Any]) -> str:
     return out
 
 
-def decode_image(data: bytes, size: tuple[int, int], field: str) -> np.ndarray:
-    """PNG/JPEG bytes -> uint8 (H, W, 3) RGB; the size is read from the header and checked before decoding."""
+MODE_NAMES = {"1": "1-bit black and white", "L": "grayscale", "LA": "grayscale with alpha", "I": "32-bit grayscale",
+              "I;16": "16-bit grayscale", "P": "palette", "PA": "palette with alpha", "RGB": "RGB", "RGBA": "RGBA",
+              "CMYK": "CMYK", "YCbCr": "YCbCr", "F": "floating-point grayscale"}
+
+
+def decode_image(data: bytes, size: tuple[int, int], field: str, mode: str = "RGB") -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 (H, W, 3) RGB; the size and the mode are read from the header and checked
+    before decoding. Another mode than the model's (``mode``, the card's ``input.mode``) is refused, not
+    converted: a grayscale or palette camera, or an alpha channel, is a camera set up unlike the
+    training frames, and a silent conversion would hide it."""
     from PIL import Image
 
     try:
@@ -97,7 +105,11 @@ def decode_image(data: bytes, size: tuple[int, int], field: str) -> np.ndarray:
             if image.size != size:
                 raise ApiError(422, field, f"{image.size[0]}x{image.size[1]} image, this model takes "
                                f"{size[0]}x{size[1]} (GET /v1/model)", "wrong_size")
-            return np.asarray(image.convert("RGB"))
+            if image.mode != mode:
+                name = MODE_NAMES.get(image.mode, image.mode)
+                raise ApiError(422, field, f"{name} image (mode {image.mode}), this model takes "
+                               f"{MODE_NAMES.get(mode, mode)} (mode {mode}, GET /v1/model)", "wrong_mode")
+            return np.asarray(image)
     except ApiError:
         raise
     except Exception as exc:  # PIL raises several kinds (UnidentifiedImageError, OSError, SyntaxError, ...)

@@ -116,3 +116,15 @@ def test_redis_gone_for_good_ends_with_one_line_after_bounded_retries(tmp_path, 
     assert last.startswith("error: episode t-") and "Redis unreachable, gave up after 2 retries" in last
     assert "of 6 episodes written" in last
     stop_process_group(proc)
+
+
+def test_stdout_carries_only_the_json_summary(redis_server):
+    """Ursina and Panda3D print banners on file descriptor 1 in the renderer's process: they go to stderr."""
+    import json
+
+    proc = run(redis_server.url, "--episodes", "1")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1, proc.stdout
+    summary = json.loads(lines[0])
+    assert summary["run"] == "t"

@@ -65,6 +65,18 @@ def png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def png_palette(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).quantize(colors=16).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def jpeg(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
 def batch(images: np.ndarray, speeds: np.ndarray) -> dict:
     return {"frames": [{"image": base64.b64encode(png(i)).decode(), "speed": float(s)}
                        for i, s in zip(images, speeds, strict=True)]}
@@ -100,7 +112,7 @@ def test_probes_model_card_and_openapi(http, model_dir):
     assert http.get("/healthz").json() == {"status": "ok"}
     assert http.get("/readyz").json() == {"ready": True, "model_version": "v1", "receiving": 0, "inflight": 0}
     info = http.get("/v1/model").json()
-    assert info["model_version"] == "v1" and info["input"] == {"width": SIZE[0], "height": SIZE[1]}
+    assert info["model_version"] == "v1" and info["input"] == {"width": SIZE[0], "height": SIZE[1], "mode": "RGB"}
     assert info["card"] == json.loads((model_dir / "model.json").read_text()) and info["last_error"] is None
     spec = http.get("/openapi.json").json()
     body = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
@@ -171,6 +183,13 @@ GOOD = png(frames(1)[0][0])
         ({"json": _one(b"GIF89a not a png")}, 422, "frames[0].image: not a decodable PNG or JPEG image"),
         ({"json": _one(png(np.zeros((48, 64, 3), np.uint8)))}, 422,
          "frames[0].image: 64x48 image, this model takes 32x24"),
+        ({"json": _one(png(frames(1)[0][0][:, :, 0]))}, 422,
+         "frames[0].image: grayscale image (mode L), this model takes RGB (mode RGB, GET /v1/model)"),
+        ({"json": _one(png(np.dstack([frames(1)[0][0], np.full((24, 32), 255, np.uint8)])))}, 422,
+         "frames[0].image: RGBA image (mode RGBA), this model takes RGB"),
+        ({"json": _one(png_palette(frames(1)[0][0]))}, 422, "frames[0].image: palette image (mode P), this model"),
+        ({"content": jpeg(frames(1)[0][0][:, :, 1]), "headers": {"content-type": "image/jpeg"},
+          "params": {"speed": 3}}, 422, "body: grayscale image (mode L), this model takes RGB"),
         ({"json": {"frames": [{"image": "***", "speed": 1.0}]}}, 422, "frames[0].image: not valid base64"),
         ({"json": {"frames": [{"image": "é", "speed": 1}]}}, 422, "frames[0].image: not valid base64"),
         ({"content": '{"frames": [{"image": "", "speed": NaN}]}', "headers": {"content-type": "application/json"}},
@@ -190,7 +209,8 @@ GOOD = png(frames(1)[0][0])
         ({"content": b"x" * (MAX_BODY + 1), "headers": {"content-type": "image/png"}}, 413,
          f"body: request body of {MAX_BODY + 1} bytes exceeds the limit of {MAX_BODY} bytes"),
     ],
-    ids=["not-an-image", "wrong-size", "bad-base64", "non-ascii-base64", "nan-speed", "speed-out-of-range",
+    ids=["not-an-image", "wrong-size", "grayscale", "rgba", "palette", "grayscale-jpeg-raw",
+         "bad-base64", "non-ascii-base64", "nan-speed", "speed-out-of-range",
          "empty-batch",
          "unknown-field", "bad-json", "nan-speed-raw", "no-speed-raw", "truncated-png", "gif", "batch-too-large",
          "body-too-large"],
