@@ -6,25 +6,21 @@ Names are loaded on first use so that ``python -m game.race`` and friends run th
 exactly once.
 
 Importing ``game`` registers the Gymnasium environments (``RallyRoboPilot-v0``, see ``game.env``;
-``RallyRoboPilotCamera-v0``, see ``game.camera_env``) by name, without loading them. The pilot's
-serving image carries ``game``'s service helpers but no simulation and no Gymnasium, hence the guard.
+``RallyRoboPilotCamera-v0``, see ``game.camera_env``) by name, without loading them.
 """
 
 from importlib import import_module
 from typing import Any
 
-try:
-    import gymnasium
-except ModuleNotFoundError:  # a serving image: no environments to offer
-    gymnasium = None
-if gymnasium is not None:
-    for _id, _entry, _vector in (
-        ("RallyRoboPilot-v0", "game.env:RallyRoboPilotEnv", "game.env:RallyRoboPilotVectorEnv"),
-        ("RallyRoboPilotCamera-v0", "game.camera_env:RallyRoboPilotCameraEnv",
-         "game.camera_env:RallyRoboPilotCameraVectorEnv"),
-    ):
-        if _id not in gymnasium.registry:
-            gymnasium.register(_id, entry_point=_entry, vector_entry_point=_vector)
+import gymnasium
+
+for _id, _entry, _vector in (
+    ("RallyRoboPilot-v0", "game.env:RallyRoboPilotEnv", "game.env:RallyRoboPilotVectorEnv"),
+    ("RallyRoboPilotCamera-v0", "game.camera_env:RallyRoboPilotCameraEnv",
+     "game.camera_env:RallyRoboPilotCameraVectorEnv"),
+):
+    if _id not in gymnasium.registry:
+        gymnasium.register(_id, entry_point=_entry, vector_entry_point=_vector)
 
 _EXPORTS = {
     "DT": "game.physics", "FPS": "game.physics", "KEYS": "game.physics", "MAX_SPEED": "game.physics",
