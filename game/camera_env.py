@@ -77,7 +77,26 @@ def image_space(frame_size: tuple[int, int]) -> spaces.Dict:
     })
 
 
-class RallyRoboPilotCameraEnv(gymnasium.Env):
+class _Cameras:
+    """The renderer both camera environments draw with: given, or the process's shared one (Panda3D allows one
+    renderer per process), opened on first use at ``frame_size``."""
+
+    track: Track
+
+    def _use_renderer(self, renderer: Any, frame_size: tuple[int, int] | None) -> None:
+        if renderer is not None and frame_size is not None and tuple(frame_size) != tuple(renderer.frame_size):
+            raise ValueError(f"frame_size {frame_size} differs from the renderer's {renderer.frame_size}")
+        self.frame_size = tuple(frame_size or (renderer.frame_size if renderer is not None else DEFAULT_FRAME_SIZE))
+        self._renderer = renderer
+
+    @property
+    def renderer(self) -> Any:
+        if self._renderer is None:
+            self._renderer = shared_renderer(self.track, self.frame_size)
+        return self._renderer
+
+
+class RallyRoboPilotCameraEnv(_Cameras, gymnasium.Env):
     """One car, driven from the chase camera's frames and the speed."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": round(1 / P.DT)}
@@ -90,20 +109,11 @@ class RallyRoboPilotCameraEnv(gymnasium.Env):
                                       continuous=continuous)
         self.race = self.rays.race
         self.track = self.rays.track
-        if renderer is not None and frame_size is not None and tuple(frame_size) != tuple(renderer.frame_size):
-            raise ValueError(f"frame_size {frame_size} differs from the renderer's {renderer.frame_size}")
-        self.frame_size = tuple(frame_size or (renderer.frame_size if renderer is not None else DEFAULT_FRAME_SIZE))
-        self._renderer = renderer
+        self._use_renderer(renderer, frame_size)
         self.render_mode = render_mode
         self.observation_space = image_space(self.frame_size)
         self.action_space = action_space()
         self._image: np.ndarray | None = None
-
-    @property
-    def renderer(self) -> Any:
-        if self._renderer is None:
-            self._renderer = shared_renderer(self.track, self.frame_size)
-        return self._renderer
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -131,7 +141,7 @@ class RallyRoboPilotCameraEnv(gymnasium.Env):
         return camera_frames(self.renderer, self.race)[0]
 
 
-class RallyRoboPilotCameraVectorEnv(VectorEnv):
+class RallyRoboPilotCameraVectorEnv(_Cameras, VectorEnv):
     """``num_envs`` cars on one track, advanced together and seen through their own chase cameras, all drawn
     in one pass: the ray vector environment's batched race with images in. A car whose lap is over is no
     longer drawn (its observation keeps its last frame)."""
@@ -147,10 +157,7 @@ class RallyRoboPilotCameraVectorEnv(VectorEnv):
         self.race = self.rays.race
         self.track = self.rays.track
         self.num_envs = num_envs
-        if renderer is not None and frame_size is not None and tuple(frame_size) != tuple(renderer.frame_size):
-            raise ValueError(f"frame_size {frame_size} differs from the renderer's {renderer.frame_size}")
-        self.frame_size = tuple(frame_size or (renderer.frame_size if renderer is not None else DEFAULT_FRAME_SIZE))
-        self._renderer = renderer
+        self._use_renderer(renderer, frame_size)
         self.render_mode = render_mode
         self.single_observation_space = image_space(self.frame_size)
         self.single_action_space = action_space()
@@ -161,12 +168,6 @@ class RallyRoboPilotCameraVectorEnv(VectorEnv):
         })
         self.action_space = spaces.MultiBinary((num_envs, 4))
         self._images: np.ndarray | None = None
-
-    @property
-    def renderer(self) -> Any:
-        if self._renderer is None:
-            self._renderer = shared_renderer(self.track, self.frame_size)
-        return self._renderer
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """As the ray vector environment's (``options["poses"]``, ``options["start_offset"]``)."""
